@@ -1,0 +1,170 @@
+"""Run the book: execute every chapter with papermill under a profile, then build the website.
+
+``python -m lib.book run --profile cpu`` executes the chapters in place (their outputs are what
+``pytest --nbval chapters/`` checks); any other profile executes a copy of the book under
+``_build/<profile>/`` and builds that, leaving the committed chapters untouched. ``--profile
+paper`` on a machine without a GPU prints the estimated time and stops unless given ``--yes``.
+``python -m lib.book stage NAME -- CMD…`` runs one stage of ``make test`` and prints its wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHAPTERS = REPO / "chapters"
+BOOK_FILES = ("intro.md", "_config.yml", "_toc.yml")
+
+
+def chapter_paths(names: list[str] | None = None) -> list[Path]:
+    """The chapter notebooks in reading order, or those named (by stem or prefix, e.g. ``00``)."""
+    every = sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
+    if not names:
+        return every
+    chosen = []
+    for name in names:
+        hits = [p for p in every if p.stem == name or p.stem.startswith(name)]
+        if not hits:
+            raise SystemExit(f"no chapter matches {name!r}; chapters: {[p.stem for p in every]}")
+        chosen += hits
+    return chosen
+
+
+def execute(notebook: Path, output: Path, *, profile: str, device: str = "auto", seed: int = 0) -> float:
+    """Execute one chapter with papermill; return its wall time in seconds."""
+    import papermill
+
+    tic = time.perf_counter()
+    papermill.execute_notebook(
+        str(notebook), str(output), parameters={"profile": profile, "device": device, "seed": seed},
+        cwd=str(output.parent), kernel_name="python3", progress_bar=False, log_output=False,
+    )
+    return time.perf_counter() - tic
+
+
+def estimate_training_seconds(profile: str, roles=("resnet", "vit", "alternet"), *, device: str = "auto",
+                              batch: int = 4, steps: int = 2) -> dict[str, float]:
+    """Seconds to train each role's model under ``profile`` here, from a few timed steps of a tiny batch.
+
+    A lower bound for the whole profile: the chapters train more than the cast (data fractions,
+    seeds, variants), and small batches use a device less well than real ones do.
+    """
+    import torch
+
+    from lib import profiles, runs, train
+
+    prof = profiles.get(profile)
+    dev = train.resolve_device(device)
+    out = {}
+    for role in roles:
+        model = runs.build(role, prof.name).to(dev).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=prof.recipe.lr)
+        x = torch.randn(batch, 3, 32, 32, device=dev)
+        y = torch.randint(0, 10, (batch,), device=dev)
+        times = []
+        for _ in range(steps + 1):
+            tic = time.perf_counter()
+            with torch.autocast(dev.type, dtype=torch.bfloat16):
+                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - tic)
+        per_image = min(times[1:]) / batch
+        out[role] = per_image * 50_000 * prof.recipe.epochs
+    return out
+
+
+def _human(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def run(profile: str, chapters: list[str] | None = None, *, device: str = "auto", seed: int = 0, yes: bool = False,
+        build: bool = True) -> int:
+    """Execute the chapters under ``profile`` and build the site; 0 on success, 1 on a failing chapter."""
+    from lib import profiles
+
+    prof = profiles.get(profile)
+    if prof.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available() and not yes:
+            est = estimate_training_seconds(prof.name)
+            print(f"The {prof.name} profile trains the paper's models ({prof.recipe.epochs} epochs each) and needs a GPU.")
+            for role, sec in est.items():
+                print(f"  {role:9s} {prof.model_name(role):12s} ≈ {_human(sec)} on this machine")
+            print(f"  total ≥ {_human(sum(est.values()))} for the cast alone. Not started: pass --yes to run it here anyway.")
+            return 0
+    if prof.name == "cpu":
+        root = REPO
+    else:
+        root = REPO / "_build" / prof.name
+        if root.exists():
+            shutil.rmtree(root)
+        (root / "chapters").mkdir(parents=True)
+        for name in BOOK_FILES:
+            shutil.copy(REPO / name, root / name)
+        for path in CHAPTERS.iterdir():
+            if path.is_file():
+                shutil.copy(path, root / "chapters" / path.name)
+    from papermill.exceptions import PapermillExecutionError
+
+    for notebook in chapter_paths(chapters):
+        target = root / "chapters" / notebook.name
+        try:
+            seconds = execute(target if prof.name != "cpu" else notebook, target, profile=prof.name, device=device, seed=seed)
+        except PapermillExecutionError as err:
+            print(f"✗ {notebook.stem}: failed in cell {err.exec_count}: {err.ename}: {err.evalue}", flush=True)
+            print(f"  the executed notebook with the error is {target}", flush=True)
+            return 1
+        print(f"✓ {notebook.stem}: {seconds:.0f} s", flush=True)
+    if build:
+        cmd = ["jupyter-book", "build", str(root), "-W", "-n", "--keep-going", "-q"]
+        print("building the site:", " ".join(cmd), flush=True)
+        done = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), *cmd[1:]])
+        if done.returncode:
+            return done.returncode
+        print(f"site: {root / '_build' / 'html' / 'index.html'}")
+    return 0
+
+
+def stage(name: str, command: list[str]) -> int:
+    """Run one stage of ``make test``, printing its wall time whether it passes or fails."""
+    print(f"== stage '{name}'", flush=True)
+    tic = time.perf_counter()
+    code = subprocess.run(command).returncode
+    print(f"== stage '{name}': {'ok' if code == 0 else f'FAILED ({code})'} in {time.perf_counter() - tic:.0f} s", flush=True)
+    return code
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lib.book", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="execute the chapters and build the site")
+    r.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "paper"])
+    r.add_argument("--chapters", nargs="*", help="chapter stems or prefixes (default: all)")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--yes", action="store_true", help="run the paper profile even without a GPU")
+    r.add_argument("--no-build", action="store_true", help="execute only; skip the site build")
+    s = sub.add_parser("stage", help="run a command as a named stage, printing its wall time")
+    s.add_argument("name")
+    s.add_argument("cmd", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    if args.command == "stage":
+        cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
+        return stage(args.name, cmd)
+    return run(args.profile, args.chapters, device=args.device, seed=args.seed, yes=args.yes, build=not args.no_build)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The three compute budgets of the book — ``smoke``, ``cpu`` and ``paper`` (DESIGN.md, "Profiles").
+
+One code path, three budgets: a profile names the dataset, which model plays each *role*
+(``resnet``, ``vit``, ``alternet``, ``preresnet``), and the training recipe. Recipes follow
+METHODS §2 (``paper``) or its CPU-sized cousin (``cpu``: crop + flip, label smoothing, linear
+warm-up then cosine), and are frozen dataclasses so a run's key can be computed from them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+Augment = Literal["crop_flip", "paper"]
+
+
+def _not_in_key(default):
+    """A recipe field that changes how fast a run goes, not what it computes (excluded from run keys)."""
+    return field(default=default, metadata={"key": False})
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is trained. Fields left at ``None`` are absent from the run key.
+
+    Args:
+        epochs: total epochs, warm-up included (the paper: 5 warm-up + 300 cosine = 305).
+        warmup_epochs: linear warm-up from lr 0, stepped every iteration; the ``warmup``
+            snapshot is taken at its end (METHODS §4 uses it for the Hessian spectra).
+        batch_size: images per optimiser step.
+        lr: peak learning rate of AdamW; cosine decay to 0 after warm-up.
+        weight_decay: AdamW's decoupled decay, applied to all parameters as in the paper.
+        label_smoothing: smoothing of the one-hot targets.
+        clip_grad: global gradient-norm clip, or ``None``.
+        augment: ``"crop_flip"`` (random 4-pixel-padded crop + flip on tensors) or ``"paper"``
+            (crop + flip + RandAugment m9-n2 in DataLoader workers, then Mixup/CutMix).
+        randaugment: timm RandAugment spec for ``augment="paper"``.
+        mixup_alpha, cutmix_alpha: Mixup/CutMix strengths for ``augment="paper"``.
+        drop_path_rate: stochastic depth of the model, or ``None`` for the model's default.
+        save_every: steps between resume checkpoints (speed only).
+        num_workers: DataLoader workers for RandAugment (speed only).
+        compile: wrap the model in ``torch.compile`` for training (speed only).
+    """
+
+    epochs: int
+    warmup_epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    clip_grad: float | None = None
+    augment: Augment = "crop_flip"
+    randaugment: str | None = None
+    mixup_alpha: float | None = None
+    cutmix_alpha: float | None = None
+    drop_path_rate: float | None = None
+    save_every: int = _not_in_key(100)
+    num_workers: int = _not_in_key(0)
+    compile: bool = _not_in_key(False)
+
+    def __post_init__(self):
+        if self.augment not in ("crop_flip", "paper"):
+            raise ValueError(f"augment={self.augment!r}; valid: 'crop_flip', 'paper'")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ValueError(f"warmup_epochs={self.warmup_epochs} must lie in [0, epochs={self.epochs}]")
+        if self.batch_size < 1 or self.epochs < 1 or self.lr <= 0:
+            raise ValueError(f"epochs, batch_size and lr must be positive, got {self.epochs}, {self.batch_size}, {self.lr}")
+
+    def key_dict(self) -> dict:
+        """The fields that change the result, ``None`` ones dropped (so a new optional field orphans nothing)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.metadata.get("key", True) and getattr(self, f.name) is not None
+        }
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A budget: dataset, the model playing each role, the recipe, and how much data to use.
+
+    Args:
+        name: ``smoke``, ``cpu`` or ``paper``.
+        dataset: ``cifar10`` or ``cifar100``.
+        roles: role → registered model name (``lib.models.names()``).
+        recipe: the training recipe shared by every role (the paper uses one for CNNs and ViTs).
+        train_fraction: share of the training set a run uses when the caller does not say.
+        test_fraction: share of the test set used for the per-epoch and final evaluation.
+        device: where this profile is meant to run (``cpu`` or ``cuda``), for the runner's estimate.
+    """
+
+    name: str
+    dataset: str
+    roles: dict
+    recipe: Recipe
+    train_fraction: float = 1.0
+    test_fraction: float = 1.0
+    device: str = "cpu"
+
+    def model_name(self, role: str) -> str:
+        if role not in self.roles:
+            raise ValueError(f"unknown role {role!r} in profile {self.name!r}; valid roles: {sorted(self.roles)}")
+        return self.roles[role]
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        dataset="cifar10",
+        roles={"resnet": "resnet50_smoke", "vit": "vit_smoke", "alternet": "alternet50_smoke", "preresnet": "preresnet50_smoke"},
+        recipe=Recipe(epochs=2, warmup_epochs=1, batch_size=50, lr=2e-3, save_every=5),
+        train_fraction=0.01,  # 500 images, class-balanced
+        test_fraction=0.05,  # 500 images
+    ),
+    "cpu": Profile(
+        name="cpu",
+        dataset="cifar10",
+        roles={"resnet": "resnet50_cpu", "vit": "vit_cpu", "alternet": "alternet50_cpu", "preresnet": "preresnet50_cpu"},
+        recipe=Recipe(epochs=15, warmup_epochs=2, batch_size=128, lr=2e-3, clip_grad=5.0),
+    ),
+    "paper": Profile(
+        name="paper",
+        dataset="cifar100",
+        roles={"resnet": "resnet50", "vit": "vit_ti", "alternet": "alternet50", "preresnet": "preresnet50"},
+        recipe=Recipe(
+            epochs=305, warmup_epochs=5, batch_size=96, lr=1.25e-4, weight_decay=0.05, label_smoothing=0.1,
+            clip_grad=5.0, augment="paper", randaugment="rand-m9-n2-mstd1.0", mixup_alpha=1.0, cutmix_alpha=0.8,
+            num_workers=8,
+        ),
+        device="cuda",
+    ),
+}
+
+
+def get(profile: str | Profile) -> Profile:
+    """The named profile; a ``Profile`` passes through."""
+    if isinstance(profile, Profile):
+        return profile
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {sorted(PROFILES)}")
+    return PROFILES[profile]
+
+
+def recipe_fields() -> set[str]:
+    """Names of ``Recipe`` fields, so ``trained(..., epochs=8)`` can tell recipe from model overrides."""
+    return {f.name for f in dataclasses.fields(Recipe)}

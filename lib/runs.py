@@ -1,0 +1,357 @@
+"""Trained models on demand: ``trained(role, profile)`` loads the committed checkpoint or trains it.
+
+A run is looked up by a hash of a canonical, versioned dict of what changes its result (model,
+overrides, recipe, dataset, data fraction, seed); fields that are ``None`` or only affect speed
+stay out of it, so adding one orphans nothing. Committed: half-precision final and end-of-warm-up
+weights with their metrics and provenance under ``data/checkpoints/<profile>/``. Git-ignored:
+the resume state under ``data/runs/<profile>/``. ``smoke`` runs always train, into a temporary
+cache. With ``BOOK_TRAINING=off`` (tests, CI) ``cpu`` and ``paper`` runs never train: a missing
+checkpoint is an error naming the command that trains it.
+
+Command line::
+
+    python -m lib.runs train vit --profile cpu [--seed 0] [--fraction 1.0] [--set epochs=8 local=3]
+    python -m lib.runs list [--profile cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lib import data, metrics, models, profiles, storage, train
+
+KEY_VERSION = 1
+REPO = Path(__file__).resolve().parents[1]
+AT = ("final", "warmup")
+
+evaluate = metrics.evaluate  # the engine and the analyses score models with the same function
+
+
+class TrainingDisabledError(FileNotFoundError):
+    """``BOOK_TRAINING=off`` and the checkpoint a chapter needs is not committed."""
+
+
+def training_enabled() -> bool:
+    return os.environ.get("BOOK_TRAINING", "on").lower() not in ("off", "0", "false", "no")
+
+
+_smoke_dir: Path | None = None
+
+
+def smoke_root() -> Path:
+    """Where ``smoke`` runs live: ``BOOK_SMOKE_CACHE`` if set, else a temporary folder of this process.
+
+    Per process by default, so a smoke run never picks up a checkpoint made by older code.
+    """
+    global _smoke_dir
+    if os.environ.get("BOOK_SMOKE_CACHE"):
+        return Path(os.environ["BOOK_SMOKE_CACHE"])
+    if _smoke_dir is None:
+        _smoke_dir = Path(tempfile.mkdtemp(prefix="book-smoke-"))
+        atexit.register(shutil.rmtree, _smoke_dir, ignore_errors=True)
+    return _smoke_dir
+
+
+def checkpoint_root(profile: str) -> Path:
+    """Committed checkpoints; ``smoke`` runs live in a temporary folder instead."""
+    if profile == "smoke":
+        return smoke_root() / "checkpoints"
+    return Path(os.environ.get("BOOK_CHECKPOINT_DIR", REPO / "data" / "checkpoints")) / profile
+
+
+def runs_root(profile: str) -> Path:
+    """Resume states (git-ignored)."""
+    if profile == "smoke":
+        return smoke_root() / "runs"
+    return Path(os.environ.get("BOOK_RUNS_DIR", REPO / "data" / "runs")) / profile
+
+
+def _split_overrides(overrides: dict) -> tuple[dict, dict]:
+    recipe_keys = profiles.recipe_fields()
+    return ({k: v for k, v in overrides.items() if k in recipe_keys},
+            {k: v for k, v in overrides.items() if k not in recipe_keys})
+
+
+def spec(role: str, profile: str = "cpu", *, seed: int = 0, fraction: float = 1.0, **overrides) -> dict:
+    """The canonical dict that identifies a run (its key is a hash of this)."""
+    prof = profiles.get(profile)
+    recipe_over, model_over = _split_overrides(overrides)
+    recipe = _recipe(prof, recipe_over)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction={fraction!r} must lie in (0, 1]")
+    return {
+        "key_version": KEY_VERSION,
+        "dataset": prof.dataset,
+        "model": prof.model_name(role),
+        "model_overrides": {k: model_over[k] for k in sorted(model_over)},
+        "recipe": recipe.key_dict(),
+        "fraction": float(fraction),
+        "seed": int(seed),
+    }
+
+
+def key(run_spec: dict) -> str:
+    """12 hex digits of the SHA-256 of the canonical JSON of ``run_spec``."""
+    canonical = json.dumps(run_spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _recipe(prof: profiles.Profile, recipe_over: dict) -> profiles.Recipe:
+    return dataclasses.replace(prof.recipe, **recipe_over) if recipe_over else prof.recipe
+
+
+def run_dir(role: str, profile: str = "cpu", *, seed: int = 0, fraction: float = 1.0, **overrides) -> Path:
+    """Folder of a run's committed checkpoint: ``<root>/<role>-<key>``."""
+    s = spec(role, profile, seed=seed, fraction=fraction, **overrides)
+    return checkpoint_root(profiles.get(profile).name) / f"{role}-{key(s)}"
+
+
+def train_command(role: str, profile: str, seed: int, fraction: float, overrides: dict) -> str:
+    """The shell command that trains this run (quoted in errors)."""
+    cmd = f"python -m lib.runs train {role} --profile {profile} --seed {seed} --fraction {fraction}"
+    if overrides:
+        cmd += " --set " + " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items()))
+    return cmd
+
+
+def build(role: str, profile: str = "cpu", *, seed: int = 0, **overrides) -> nn.Module:
+    """A freshly initialised model for ``role`` (init seeded by ``seed``), with its data set recorded."""
+    prof = profiles.get(profile)
+    recipe_over, model_over = _split_overrides(overrides)
+    recipe = _recipe(prof, recipe_over)
+    if recipe.drop_path_rate is not None:
+        model_over.setdefault("drop_path_rate", recipe.drop_path_rate)
+    num_classes = data.NUM_CLASSES[prof.dataset]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = models.create(prof.model_name(role), num_classes=num_classes, **model_over)
+    model.book_dataset = prof.dataset
+    return model
+
+
+def _load(role, profile, seed, fraction, at, overrides, folder: Path) -> nn.Module:
+    cmd = train_command(role, profile, seed, fraction, overrides)
+    hint = f"Delete {folder} and retrain it with: {cmd}"
+    meta = storage.load_json(folder / "meta.json", rebuild_hint=hint)
+    model = build(role, profile, seed=seed, **overrides)
+    state = storage.load_weights(folder / f"{at}.safetensors", rebuild_hint=hint)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise storage.CorruptFileError(f"{folder / f'{at}.safetensors'} does not fit {meta['spec']['model']}: {err}. {hint}") from err
+    model.eval()
+    model.book_run = {"role": role, "profile": profile, "at": at, "dir": str(folder), **meta}
+    return model
+
+
+def trained(
+    role: str,
+    profile: str = "cpu",
+    *,
+    seed: int = 0,
+    fraction: float = 1.0,
+    at: str = "final",
+    device: str = "auto",
+    progress: bool = True,
+    **overrides,
+) -> nn.Module:
+    """The model of ``role`` trained under ``profile``: fp32, eval mode, on the CPU.
+
+    Loads the committed checkpoint when there is one; otherwise trains it (resumably) and
+    commits-to-be its half-precision weights, metrics and provenance. ``at="warmup"`` returns
+    the snapshot taken at the end of warm-up. ``overrides`` are recipe fields (``epochs=8``)
+    or model arguments (``local=3``). The normalisation is recorded as ``model.book_dataset``
+    and the run's metadata as ``model.book_run``.
+    """
+    if at not in AT:
+        raise ValueError(f"at={at!r}; valid: {AT}")
+    prof = profiles.get(profile)
+    folder = run_dir(role, prof.name, seed=seed, fraction=fraction, **overrides)
+    if not (folder / "meta.json").exists():
+        if prof.name != "smoke" and not training_enabled():
+            raise TrainingDisabledError(
+                f"No committed checkpoint for role {role!r} of profile {prof.name!r} (seed {seed}, fraction {fraction}, "
+                f"overrides {overrides or 'none'}) at {folder}, and BOOK_TRAINING=off. Train it with:\n  "
+                + train_command(role, prof.name, seed, fraction, overrides)
+            )
+        _train(role, prof, seed=seed, fraction=fraction, overrides=overrides, folder=folder, device=device, progress=progress)
+    return _load(role, prof.name, seed, fraction, at, overrides, folder)
+
+
+def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progress) -> None:
+    run_spec = spec(role, prof.name, seed=seed, fraction=fraction, **overrides)
+    recipe_over, _ = _split_overrides(overrides)
+    recipe = _recipe(prof, recipe_over)
+    # a profile may train on a share of the data (smoke); a run's own fraction is a share of that
+    train_set = data.load(prof.dataset, "train", fraction=fraction * prof.train_fraction, seed=seed)
+    test_set = data.load(prof.dataset, "test", fraction=prof.test_fraction, seed=0)
+    model = build(role, prof.name, seed=seed, **overrides)
+    state_path = runs_root(prof.name) / folder.name / "state.pt"
+    warmup_path = runs_root(prof.name) / folder.name / "warmup.safetensors"
+
+    def snapshot(epoch, net, history):
+        if epoch == recipe.warmup_epochs:
+            storage.save_weights(net.state_dict(), warmup_path)
+
+    if progress:
+        print(f"training {role} ({run_spec['model']}, profile {prof.name}, seed {seed}, fraction {fraction}) → {folder}",
+              file=sys.stderr, flush=True)
+    tic = time.time()
+    history = train.fit(model, recipe, train_set, test_set, seed=seed, num_classes=data.NUM_CLASSES[prof.dataset],
+                        dataset=prof.dataset, state_path=state_path, on_epoch_end=snapshot, device=device, progress=progress)
+    wall = sum(h["seconds"] for h in history)
+    final = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if recipe.warmup_epochs == 0:
+        storage.save_weights(build(role, prof.name, seed=seed, **overrides).state_dict(), warmup_path)
+    # Score what is committed: the half-precision weights, reloaded.
+    staged = folder.with_name(folder.name + ".staging")
+    storage.save_weights(final, staged / "final.safetensors")
+    storage.save_weights(storage.load_weights(warmup_path), staged / "warmup.safetensors")
+    results = {}
+    for at in AT:
+        net = build(role, prof.name, seed=seed, **overrides)
+        net.load_state_dict(storage.load_weights(staged / f"{at}.safetensors"))
+        results[at] = metrics.evaluate(net, *test_set)
+    meta = {
+        "spec": run_spec,
+        "key": key(run_spec),
+        "role": role,
+        "profile": prof.name,
+        "test": results,
+        "test_images": len(test_set[0]),
+        "train_images": len(train_set[0]),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "history": history,
+        "provenance": provenance(prof.dataset, wall_seconds=wall, elapsed_seconds=time.time() - tic, device=str(train.resolve_device(device))),
+    }
+    storage.save_json(meta, staged / "meta.json")
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(staged, folder)  # the checkpoint appears whole or not at all
+
+
+def provenance(dataset: str, **extra) -> dict:
+    """Where a result came from: code version, data source, libraries, machine."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        sha, dirty = "unknown", None
+    import timm
+
+    return {
+        "git_sha": sha or "unknown",
+        "git_dirty": dirty,
+        "data_source": data.source(dataset),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__},
+        "cpu": _cpu_name(),
+        "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        **extra,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def committed(profile: str = "cpu") -> list[dict]:
+    """Metadata of every committed run of ``profile`` (for the cast table and the ledger)."""
+    root = checkpoint_root(profile)
+    out = []
+    for meta_path in sorted(root.glob("*/meta.json")):
+        meta = storage.load_json(meta_path)
+        out.append({"dir": str(meta_path.parent), **meta})
+    return out
+
+
+def table(trained_models: dict[str, nn.Module]) -> "pd.DataFrame":
+    """One row per trained model: role, model, parameters, test accuracy/NLL/ECE, epochs, training time."""
+    import pandas as pd
+
+    rows = []
+    for role, model in trained_models.items():
+        run = model.book_run
+        final = run["test"]["final"]
+        rows.append({
+            "role": role,
+            "model": run["spec"]["model"],
+            "parameters (M)": run["parameters"] / 1e6,
+            "accuracy (%)": 100 * final["accuracy"],
+            "NLL": final["nll"],
+            "ECE (%)": 100 * final["ece"],
+            "epochs": run["spec"]["recipe"]["epochs"],
+            "train images": run["train_images"],
+            "training time (min)": run["provenance"]["wall_seconds"] / 60,
+        })
+    return pd.DataFrame(rows)
+
+
+def curves(trained_models: dict[str, nn.Module]) -> "pd.DataFrame":
+    """The per-epoch training history of each model, tidy (role, epoch, lr, train_loss, test_accuracy, …)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"role": role, **h} for role, m in trained_models.items() for h in m.book_run["history"]])
+
+
+def _parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lib.runs", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train (or resume) one run and write its checkpoint")
+    t.add_argument("role")
+    t.add_argument("--profile", default="cpu", choices=sorted(profiles.PROFILES))
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--fraction", type=float, default=1.0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe or model overrides")
+    ls = sub.add_parser("list", help="list committed runs")
+    ls.add_argument("--profile", default="cpu", choices=sorted(profiles.PROFILES))
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        os.environ["BOOK_TRAINING"] = "on"
+        model = trained(args.role, args.profile, seed=args.seed, fraction=args.fraction, device=args.device, **_parse_set(args.set))
+        print(json.dumps({"dir": model.book_run["dir"], "test": model.book_run["test"]}, indent=1))
+    else:
+        for run in committed(args.profile):
+            t = run["test"]["final"]
+            print(f"{run['role']:10s} {run['spec']['model']:18s} seed {run['spec']['seed']} fraction {run['spec']['fraction']:<5} "
+                  f"acc {t['accuracy']:.4f}  {Path(run['dir']).name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""The training engine: AdamW, linear warm-up then cosine, label smoothing, resumable (METHODS §2).
+
+``fit`` trains a model on uint8 tensors in memory. It is deterministic given ``seed``: the
+epoch's shuffle, each step's augmentation and each step's dropout are drawn from generators
+seeded by ``(seed, epoch, step)``, and the learning rate is a pure function of the step. So a
+resume state needs only the weights, the optimiser, the position and the history, and a run
+killed at any moment (SIGKILL included) resumes from its last save to a bit-identical end.
+Mixed precision: bf16 autocast (channels_last on CPU), on CPU and CUDA alike.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from lib import data, metrics, storage
+from lib.profiles import Recipe
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a run stands: ``step`` optimiser steps done within ``epoch`` (0-based)."""
+
+    epoch: int
+    step: int
+
+
+def step_seed(seed: int, epoch: int, step: int = -1) -> int:
+    """A 63-bit seed for one (run, epoch, step), so every random draw is reproducible after a resume."""
+    return (seed * 1_000_003 + epoch) * 1_000_033 + step + 1 & (2**63 - 1)
+
+
+def learning_rate(recipe: Recipe, global_step: int, steps_per_epoch: int) -> float:
+    """Linear warm-up from 0 over ``warmup_epochs``, then cosine to 0 at the end (per iteration)."""
+    warmup = recipe.warmup_epochs * steps_per_epoch
+    total = recipe.epochs * steps_per_epoch
+    if global_step < warmup:
+        return recipe.lr * (global_step + 1) / warmup
+    progress = (global_step - warmup) / max(1, total - warmup)
+    return recipe.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` → CUDA if present, else CPU; anything else as given (checked)."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} but CUDA is not available here; valid: 'auto', 'cpu'")
+    return device
+
+
+def _soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+
+
+class _Batches:
+    """The batches of one epoch, from position ``start`` on: (normalised images, targets)."""
+
+    def __init__(self, recipe, images, labels, num_classes, dataset, seed, epoch, device):
+        self.recipe, self.images, self.labels = recipe, images, labels
+        self.num_classes, self.dataset, self.seed, self.epoch, self.device = num_classes, dataset, seed, epoch, device
+        self.steps = len(images) // recipe.batch_size
+
+    def __call__(self, start: int):
+        r = self.recipe
+        if r.augment == "paper":
+            loader = data.paper_loader(
+                self.images, self.labels, r.batch_size, seed=self.seed, epoch=self.epoch,
+                num_workers=r.num_workers, randaugment=r.randaugment,
+            )
+            source = ((x, y) for x, y in loader)
+        else:
+            order = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(step_seed(self.seed, self.epoch)))
+            source = (
+                (self.images[idx], self.labels[idx])
+                for idx in (order[s * r.batch_size : (s + 1) * r.batch_size] for s in range(self.steps))
+            )
+        for step, (x, y) in enumerate(source):
+            if step >= self.steps:
+                break
+            if step < start:
+                continue
+            g = torch.Generator().manual_seed(step_seed(self.seed, self.epoch, step))
+            if r.augment == "crop_flip":
+                x = data.random_crop_flip(x, padding=4, generator=g)
+            x = data.normalize(x, self.dataset)
+            if r.augment == "paper":
+                x, target = data.mix_batch(
+                    x, y, self.num_classes, mixup_alpha=r.mixup_alpha or 0.0, cutmix_alpha=r.cutmix_alpha or 0.0,
+                    label_smoothing=r.label_smoothing, generator=g,
+                )
+            else:
+                target = y
+            yield step, x.to(self.device), target.to(self.device), y
+
+
+def _loss(recipe: Recipe, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if target.dtype == torch.long:
+        return F.cross_entropy(logits.float(), target, label_smoothing=recipe.label_smoothing)
+    return _soft_cross_entropy(logits, target)
+
+
+def _save_state(path: Path, model, optimizer, position: Position, history: list, extra: dict) -> None:
+    storage.save_torch(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "position": (position.epoch, position.step),
+            "history": history,
+            "extra": extra,
+        },
+        path,
+    )
+
+
+def fit(
+    model: nn.Module,
+    recipe: Recipe,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    *,
+    seed: int,
+    num_classes: int,
+    dataset: str = "cifar10",
+    state_path: str | Path | None = None,
+    on_epoch_end: Callable[[int, nn.Module, list], None] | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    stop_after: Position | None = None,
+) -> list[dict]:
+    """Train ``model`` in place with ``recipe`` and return the per-epoch history.
+
+    Args:
+        model: the network, freshly built (its init must be seeded by the caller).
+        recipe: the training recipe (``lib.profiles.Recipe``).
+        train, test: (uint8 images [N,3,H,W], int64 labels [N]); test is scored every epoch.
+        seed: drives shuffling, augmentation and dropout; same seed, same run.
+        num_classes: width of the targets for Mixup/CutMix.
+        state_path: resume state (fp32 weights, optimiser, position, history). If it exists,
+            training resumes from it; it is rewritten every ``recipe.save_every`` steps and at
+            every epoch end.
+        on_epoch_end: called as ``f(epoch, model, history)`` after each epoch (snapshots).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        progress: show a text progress bar on stderr.
+        stop_after: stop (after saving) once this position is reached (tests of resumption).
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite (names the epoch and step).
+    """
+    device = resolve_device(device)
+    images, labels = train
+    steps_per_epoch = len(images) // recipe.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"{len(images)} training images are fewer than one batch of {recipe.batch_size}")
+    model.to(device)
+    if device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    position, history = Position(0, 0), []
+    state_path = Path(state_path) if state_path else None
+    if state_path and state_path.exists():
+        state = storage.load_torch(state_path, rebuild_hint="Delete it to restart this run from scratch.")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        position, history = Position(*state["position"]), state["history"]
+    step_fn = torch.compile(model) if recipe.compile else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16)
+
+    for epoch in range(position.epoch, recipe.epochs):
+        start = position.step if epoch == position.epoch else 0
+        batches = _Batches(recipe, images, labels, num_classes, dataset, seed, epoch, device)
+        bar = tqdm(total=steps_per_epoch, initial=start, desc=f"epoch {epoch + 1}/{recipe.epochs}",
+                   disable=not progress, file=sys.stderr, leave=False, dynamic_ncols=False, ascii=True)
+        model.train()
+        tic, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
+        for step, x, target, y in batches(start):
+            global_step = epoch * steps_per_epoch + step
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(recipe, global_step, steps_per_epoch)
+            torch.manual_seed(step_seed(seed, epoch, step))  # dropout / drop-path
+            if device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                logits = step_fn(x)
+            loss = _loss(recipe, logits, target)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} (lr {group['lr']:.3g}); "
+                    f"lower the learning rate or check the data. The last good state is in {state_path}."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if recipe.clip_grad:
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad)
+            optimizer.step()
+            loss_sum += loss.item() * len(x)
+            correct += (logits.argmax(1).cpu() == y).sum().item()
+            seen += len(x)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            done = Position(epoch, step + 1)
+            if state_path and (step + 1) % recipe.save_every == 0 and step + 1 < steps_per_epoch:
+                _save_state(state_path, model, optimizer, done, history, {})
+            if stop_after and done == stop_after:
+                bar.close()
+                if state_path:
+                    _save_state(state_path, model, optimizer, done, history, {})
+                return history
+        bar.close()
+        train_time = time.perf_counter() - tic
+        scores = metrics.evaluate(model, *test)
+        history.append({
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss_sum / max(seen, 1),
+            "train_accuracy": correct / max(seen, 1),
+            **{f"test_{k}": v for k, v in scores.items()},
+            "seconds": train_time,
+            "images_per_second": seen / train_time if train_time else float("nan"),
+        })
+        if progress:
+            h = history[-1]
+            print(f"epoch {epoch + 1}/{recipe.epochs}: loss {h['train_loss']:.3f}, test acc {h['test_accuracy']:.4f}, "
+                  f"nll {h['test_nll']:.3f}, {h['images_per_second']:.0f} img/s", file=sys.stderr, flush=True)
+        if on_epoch_end:
+            on_epoch_end(epoch + 1, model, history)
+        position = Position(epoch + 1, 0)
+        if state_path:
+            _save_state(state_path, model, optimizer, position, history, {})
+        if stop_after and position == stop_after:
+            return history
+    model.to(memory_format=torch.contiguous_format)
+    return history

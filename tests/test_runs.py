@@ -1,0 +1,85 @@
+"""Run keys, the committed-checkpoint lookup, BOOK_TRAINING=off, and smoke training end to end."""
+
+import time
+
+import pytest
+import torch
+
+from lib import data, profiles, runs, storage
+
+
+def test_key_is_stable_and_changes_only_with_what_changes_results():
+    base = runs.key(runs.spec("vit", "cpu"))
+    assert base == runs.key(runs.spec("vit", "cpu", seed=0, fraction=1.0))
+    assert len(base) == 12
+    for other in (dict(seed=1), dict(fraction=0.1), dict(epochs=3), dict(local=3)):
+        assert runs.key(runs.spec("vit", "cpu", **other)) != base, other
+    # speed-only fields stay out of the key
+    assert runs.key(runs.spec("vit", "cpu", save_every=7, num_workers=4, compile=True)) == base
+    assert runs.key(runs.spec("resnet", "cpu")) != base
+
+
+def test_none_fields_are_absent_from_the_key():
+    recipe = profiles.get("cpu").recipe
+    assert "randaugment" not in recipe.key_dict() and "save_every" not in recipe.key_dict()
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(role="bert"), "unknown role 'bert'"),
+    (dict(profile="gpu"), "unknown profile 'gpu'"),
+    (dict(at="best"), "at='best'"),
+    (dict(fraction=0.0), "fraction=0.0"),
+])
+def test_bad_arguments_are_named(bad, match, monkeypatch):
+    monkeypatch.setenv("BOOK_TRAINING", "off")
+    kwargs = dict(role="vit", profile="cpu") | bad
+    with pytest.raises(ValueError, match=match):
+        runs.trained(kwargs.pop("role"), kwargs.pop("profile"), **kwargs)
+
+
+def test_missing_cpu_checkpoint_with_training_off_names_the_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("BOOK_TRAINING", "off")
+    monkeypatch.setenv("BOOK_CHECKPOINT_DIR", str(tmp_path))
+    with pytest.raises(runs.TrainingDisabledError, match="python -m lib.runs train vit --profile cpu --seed 3"):
+        runs.trained("vit", "cpu", seed=3)
+
+
+@pytest.fixture(scope="module")
+def smoke_cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BOOK_SMOKE_CACHE", str(tmp_path_factory.mktemp("smoke")))
+    mp.setenv("BOOK_TRAINING", "off")  # smoke trains regardless
+    yield
+    mp.undo()
+
+
+@pytest.mark.slow
+def test_smoke_run_trains_once_then_loads(smoke_cache):
+    model = runs.trained("resnet", "smoke", progress=False)
+    assert not model.training and model.book_dataset == "cifar10"
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    meta = model.book_run
+    assert set(meta["test"]["final"]) == {"accuracy", "nll", "ece"}
+    assert len(meta["history"]) == profiles.get("smoke").recipe.epochs
+    assert meta["provenance"]["data_source"]["kind"]
+    # the recorded accuracy is that of the committed (half-precision) weights
+    images, labels = data.load("cifar10", "test", fraction=profiles.get("smoke").test_fraction)
+    assert runs.evaluate(model, images, labels) == meta["test"]["final"]
+    tic = time.perf_counter()
+    again = runs.trained("resnet", "smoke", progress=False)
+    assert time.perf_counter() - tic < 10
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    warm = runs.trained("resnet", "smoke", at="warmup", progress=False)
+    assert not torch.equal(warm.fc.weight, model.fc.weight)
+
+
+@pytest.mark.slow
+def test_corrupt_checkpoint_is_an_error_with_its_path(smoke_cache):
+    runs.trained("vit", "smoke", progress=False)
+    folder = runs.run_dir("vit", "smoke")
+    weights = folder / "final.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(storage.CorruptFileError, match="final.safetensors"):
+        runs.trained("vit", "smoke", progress=False)
+    assert weights.stat().st_size == 100, "a damaged checkpoint is never silently replaced"
