@@ -463,6 +463,16 @@ def load(
     return images, labels
 
 
+def classes(dataset: str = "cifar10") -> list[str]:
+    """Class names in label order, as recorded in the decoded test split."""
+    _check_dataset(dataset)
+    src, _ = _resolve(dataset)
+    path = _cache_path(dataset, src["id"], "test")
+    if not path.is_file():
+        load(dataset, "test")
+    return list(_read_cache(path)[2]["classes"])
+
+
 def subset_indices(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
     """Seeded, class-balanced, nested subset: the small-data regime of METHODS §2 and §15.13.
 

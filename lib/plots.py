@@ -18,6 +18,7 @@ if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.b
         matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import pandas as pd
 import seaborn as sns
 import torch
@@ -54,8 +55,26 @@ def training_curves(history: pd.DataFrame) -> plt.Figure:
         kw = dict(color=COLORS.get(role), label=LABELS.get(role, role), marker="o", markersize=3)
         axes[0].plot(df["epoch"], 100 * df["test_accuracy"], **kw)
         axes[1].plot(df["epoch"], df["train_loss"], **kw)
+    for ax in axes:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axes[0].set(xlabel="epoch", ylabel="test accuracy (%)")
     axes[1].set(xlabel="epoch", ylabel="training loss (label-smoothed CE)")
     axes[0].legend(frameon=False)
     fig.tight_layout()
     return fig
+
+
+def glue_figure(name: str, fig: plt.Figure) -> None:
+    """Hand ``fig`` to myst-nb's ``glue`` as a PNG (for a numbered, captioned ``{glue:figure}``), then close it.
+
+    Rendering the PNG here makes the output independent of the kernel's matplotlib backend.
+    """
+    import io
+
+    from IPython.display import Image
+    from myst_nb import glue
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    glue(name, Image(buffer.getvalue()), display=False)

@@ -167,7 +167,7 @@ def trained(
     fraction: float = 1.0,
     at: str = "final",
     device: str = "auto",
-    progress: bool = True,
+    progress: bool | None = None,
     **overrides,
 ) -> nn.Module:
     """The model of ``role`` trained under ``profile``: fp32, eval mode, on the CPU.
@@ -176,11 +176,14 @@ def trained(
     commits-to-be its half-precision weights, metrics and provenance. ``at="warmup"`` returns
     the snapshot taken at the end of warm-up. ``overrides`` are recipe fields (``epochs=8``)
     or model arguments (``local=3``). The normalisation is recorded as ``model.book_dataset``
-    and the run's metadata as ``model.book_run``.
+    and the run's metadata as ``model.book_run``. ``progress=None`` shows progress bars except
+    for ``smoke`` runs, which are quick and silent.
     """
     if at not in AT:
         raise ValueError(f"at={at!r}; valid: {AT}")
     prof = profiles.get(profile)
+    if progress is None:
+        progress = prof.name != "smoke"
     folder = run_dir(role, prof.name, seed=seed, fraction=fraction, **overrides)
     if not (folder / "meta.json").exists():
         if prof.name != "smoke" and not training_enabled():
