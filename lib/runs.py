@@ -10,7 +10,7 @@ checkpoint is an error naming the command that trains it.
 
 Command line::
 
-    python -m lib.runs train vit --profile cpu [--seed 0] [--fraction 1.0] [--set epochs=8 local=3]
+    python -m lib.runs train resnet vit alternet --profile cpu [--seed 0] [--fraction 1.0] [--set epochs=8 local=3]
     python -m lib.runs list [--profile cpu]
 """
 
@@ -335,8 +335,8 @@ def _parse_set(items: list[str]) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lib.runs", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train (or resume) one run and write its checkpoint")
-    t.add_argument("role")
+    t = sub.add_parser("train", help="train (or resume) runs one after another and write their checkpoints")
+    t.add_argument("roles", nargs="+", metavar="role")
     t.add_argument("--profile", default="cpu", choices=sorted(profiles.PROFILES))
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--fraction", type=float, default=1.0)
@@ -347,8 +347,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.command == "train":
         os.environ["BOOK_TRAINING"] = "on"
-        model = trained(args.role, args.profile, seed=args.seed, fraction=args.fraction, device=args.device, **_parse_set(args.set))
-        print(json.dumps({"dir": model.book_run["dir"], "test": model.book_run["test"]}, indent=1))
+        for role in args.roles:
+            model = trained(role, args.profile, seed=args.seed, fraction=args.fraction, device=args.device, **_parse_set(args.set))
+            print(json.dumps({"role": role, "dir": model.book_run["dir"], "test": model.book_run["test"]}, indent=1), flush=True)
     else:
         for run in committed(args.profile):
             t = run["test"]["final"]
