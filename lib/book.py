@@ -19,6 +19,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = REPO / "chapters"
 BOOK_FILES = ("intro.md", "_config.yml", "_toc.yml")
+CAST = ("resnet", "vit", "alternet")
+
+# The trained runs each chapter loads through ``lib.runs.trained`` (role and keyword arguments).
+# Under ``cpu`` every one must be committed; tests/test_cast.py checks that they are.
+CHAPTER_RUNS: dict[str, list[dict]] = {
+    "00_cast": [{"role": role} for role in CAST],
+}
+
+
+def glue_values(prefix: str, values: dict) -> None:
+    """``glue`` each value as ``<prefix>_<key>`` (display off), for numbers quoted in a chapter's prose."""
+    from myst_nb import glue
+
+    for key, value in values.items():
+        glue(f"{prefix}_{key}", value, display=False)
 
 
 def chapter_paths(names: list[str] | None = None) -> list[Path]:

@@ -146,3 +146,44 @@ def get(profile: str | Profile) -> Profile:
 def recipe_fields() -> set[str]:
     """Names of ``Recipe`` fields, so ``trained(..., epochs=8)`` can tell recipe from model overrides."""
     return {f.name for f in dataclasses.fields(Recipe)}
+
+
+def _shape(name: str) -> str:
+    """A one-line description of a registered model's sizes."""
+    from lib import models
+
+    c = models.config(name)
+    if "patch_size" in c:
+        return f"patch {c['patch_size']}, dim {c['embed_dim']}, depth {c['depth']}, {c['num_heads']} heads"
+    text = f"blocks {tuple(c['depth'])}, widths {tuple(c['width'])}"
+    if "msa_per_stage" in c:
+        text += f", MSAs {tuple(c['msa_per_stage'])}, head dim {c['head_dim']}, window {c['window']}"
+    return text
+
+
+def differences(profile: str = "cpu", reference: str = "paper", roles=("resnet", "vit", "alternet")) -> "pd.DataFrame":
+    """What ``profile`` changes against ``reference``: data, recipe and each role's model, side by side."""
+    import pandas as pd
+
+    from lib import models
+
+    ours, ref = get(profile), get(reference)
+    rows = [("data", ref.dataset, f"{ours.dataset} ({ours.train_fraction:.0%} of the training set)")]
+    for role in roles:
+        n_ref, n_our = (sum(p.numel() for p in models.create(x.model_name(role), num_classes=100 if x.dataset == "cifar100" else 10).parameters())
+                        for x in (ref, ours))
+        rows.append((f"{role}", f"{ref.model_name(role)}: {_shape(ref.model_name(role))}, {n_ref / 1e6:.1f} M",
+                     f"{ours.model_name(role)}: {_shape(ours.model_name(role))}, {n_our / 1e6:.2f} M"))
+    r, o = ref.recipe, ours.recipe
+
+    def recipe_line(x: Recipe) -> str:
+        aug = "crop + flip" if x.augment == "crop_flip" else f"crop + flip, RandAugment {x.randaugment}, Mixup {x.mixup_alpha} / CutMix {x.cutmix_alpha}"
+        return aug + f", label smoothing {x.label_smoothing}"
+
+    rows += [
+        ("epochs", f"{r.epochs} ({r.warmup_epochs} warm-up)", f"{o.epochs} ({o.warmup_epochs} warm-up)"),
+        ("optimiser", f"AdamW lr {r.lr:g}, wd {r.weight_decay}, batch {r.batch_size}", f"AdamW lr {o.lr:g}, wd {o.weight_decay}, batch {o.batch_size}"),
+        ("augmentation and loss", recipe_line(r), recipe_line(o)),
+        ("gradient clipping", str(r.clip_grad), str(o.clip_grad)),
+    ]
+    return pd.DataFrame(rows, columns=["", reference, profile]).set_index("")
