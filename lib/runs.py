@@ -215,6 +215,7 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
         print(f"training {role} ({run_spec['model']}, profile {prof.name}, seed {seed}, fraction {fraction}) → {folder}",
               file=sys.stderr, flush=True)
     tic = time.time()
+    sha_at_start = _git_sha()[0]
     history = train.fit(model, recipe, train_set, test_set, seed=seed, num_classes=data.NUM_CLASSES[prof.dataset],
                         dataset=prof.dataset, state_path=state_path, on_epoch_end=snapshot, device=device, progress=progress)
     wall = sum(h["seconds"] for h in history)
@@ -240,7 +241,8 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
         "train_images": len(train_set[0]),
         "parameters": sum(p.numel() for p in model.parameters()),
         "history": history,
-        "provenance": provenance(prof.dataset, wall_seconds=wall, elapsed_seconds=time.time() - tic, device=str(train.resolve_device(device))),
+        "provenance": provenance(prof.dataset, wall_seconds=wall, elapsed_seconds=time.time() - tic,
+                                 device=str(train.resolve_device(device)), git_sha_at_start=sha_at_start),
     }
     storage.save_json(meta, staged / "meta.json")
     if folder.exists():
@@ -250,16 +252,11 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
 
 def provenance(dataset: str, **extra) -> dict:
     """Where a result came from: code version, data source, libraries, machine."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                                    capture_output=True, text=True, timeout=10).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        sha, dirty = "unknown", None
     import timm
 
+    sha, dirty = _git_sha()
     return {
-        "git_sha": sha or "unknown",
+        "git_sha": sha,
         "git_dirty": dirty,
         "data_source": data.source(dataset),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__},
@@ -268,6 +265,17 @@ def provenance(dataset: str, **extra) -> dict:
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         **extra,
     }
+
+
+def _git_sha() -> tuple[str, bool | None]:
+    """The checked-out commit and whether tracked files differ from it."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", None
+    return sha or "unknown", dirty
 
 
 def _cpu_name() -> str:
