@@ -771,6 +771,7 @@ def paper_loader(
     randaugment: str = PAPER_RANDAUGMENT,
     drop_last: bool = False,
     pin_memory: bool = False,
+    start_batch: int = 0,
 ) -> torch.utils.data.DataLoader:
     """One epoch of :class:`AugmentedCIFAR` batches in a seeded random order.
 
@@ -789,17 +790,18 @@ def paper_loader(
         randaugment: timm RandAugment config string.
         drop_last: drop the last incomplete batch.
         pin_memory: pin batches for faster copies to a GPU.
+        start_batch: skip the first batches of the epoch without augmenting them (resuming).
 
     Returns:
         A DataLoader yielding (uint8 [B, 3, 32, 32], int64 [B]).
     """
     augmented = AugmentedCIFAR(images, labels, seed=seed, epoch=epoch, dataset=dataset, randaugment=randaugment)
     order_seed, worker_seed = _seed_words(_ORDER, seed, epoch)
-    sampler = torch.utils.data.RandomSampler(augmented, generator=torch.Generator().manual_seed(order_seed))
+    order = torch.randperm(len(augmented), generator=torch.Generator().manual_seed(order_seed))
     return torch.utils.data.DataLoader(
         augmented,
         batch_size=batch_size,
-        sampler=sampler,
+        sampler=order[start_batch * batch_size :].tolist(),
         num_workers=num_workers,
         drop_last=drop_last,
         pin_memory=pin_memory,

@@ -31,9 +31,7 @@ def ece(logits: torch.Tensor, labels: torch.Tensor, *, bins: int = ECE_BINS) -> 
     correct = (prediction == labels).double()
     # bin b holds confidences in (b/bins, (b+1)/bins]; confidence is never below 1/classes > 0
     which = (confidence * bins).ceil().long().clamp(1, bins) - 1
-    total = torch.zeros(bins, dtype=torch.float64)
     gap = torch.zeros(bins, dtype=torch.float64)
-    total.index_add_(0, which, torch.ones_like(confidence))
     gap.index_add_(0, which, correct - confidence)
     return (gap.abs().sum() / len(labels)).item()
 

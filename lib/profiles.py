@@ -60,12 +60,25 @@ class Recipe:
     compile: bool = _not_in_key(False)
 
     def __post_init__(self):
+        # one value, one key: 12 and 12.0, 5 and 5.0 must name the same run
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), f.type
+            if value is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+                if kind.startswith("int"):
+                    if value != int(value):
+                        raise ValueError(f"{f.name}={value!r} must be an integer")
+                    object.__setattr__(self, f.name, int(value))
+                elif kind.startswith("float"):
+                    object.__setattr__(self, f.name, float(value))
         if self.augment not in ("crop_flip", "paper"):
             raise ValueError(f"augment={self.augment!r}; valid: 'crop_flip', 'paper'")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ValueError(f"warmup_epochs={self.warmup_epochs} must lie in [0, epochs={self.epochs}]")
-        if self.batch_size < 1 or self.epochs < 1 or self.lr <= 0:
-            raise ValueError(f"epochs, batch_size and lr must be positive, got {self.epochs}, {self.batch_size}, {self.lr}")
+        if self.batch_size < 1 or self.epochs < 1 or self.lr <= 0 or self.save_every < 1:
+            raise ValueError(f"epochs, batch_size, lr and save_every must be positive, got "
+                             f"{self.epochs}, {self.batch_size}, {self.lr}, {self.save_every}")
+        if self.augment == "paper" and not self.randaugment:
+            raise ValueError("augment='paper' needs a randaugment spec, e.g. randaugment='rand-m9-n2-mstd1.0'")
 
     def key_dict(self) -> dict:
         """The fields that change the result, ``None`` ones dropped (so a new optional field orphans nothing)."""

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,26 @@ def _split_overrides(overrides: dict) -> tuple[dict, dict]:
             {k: v for k, v in overrides.items() if k not in recipe_keys})
 
 
+def _canonical_model_overrides(model_name: str, model_over: dict) -> dict:
+    """Model overrides checked against the builder (a typo is an error), typed like its defaults,
+    and those equal to a default dropped: ``window=4`` and ``window=4.0`` and no override at all
+    name the same run."""
+    defaults = models.config(model_name)
+    models.config(model_name, **model_over)  # raises on an unknown argument, listing the valid ones
+    out = {}
+    for name, value in model_over.items():
+        default = defaults.get(name)
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if value != default:
+            out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def spec(role: str, profile: str = "cpu", *, seed: int = 0, fraction: float = 1.0, **overrides) -> dict:
     """The canonical dict that identifies a run (its key is a hash of this)."""
     prof = profiles.get(profile)
@@ -94,15 +115,19 @@ def spec(role: str, profile: str = "cpu", *, seed: int = 0, fraction: float = 1.
     recipe = _recipe(prof, recipe_over)
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction={fraction!r} must lie in (0, 1]")
-    return {
+    model_name = prof.model_name(role)
+    out = {
         "key_version": KEY_VERSION,
         "dataset": prof.dataset,
-        "model": prof.model_name(role),
-        "model_overrides": {k: model_over[k] for k in sorted(model_over)},
+        "model": model_name,
+        "model_overrides": _canonical_model_overrides(model_name, model_over),
         "recipe": recipe.key_dict(),
         "fraction": float(fraction),
         "seed": int(seed),
     }
+    if prof.train_fraction != 1.0:  # the share of the data the profile itself uses (smoke)
+        out["profile_train_fraction"] = prof.train_fraction
+    return out
 
 
 def key(run_spec: dict) -> str:
@@ -125,7 +150,7 @@ def train_command(role: str, profile: str, seed: int, fraction: float, overrides
     """The shell command that trains this run (quoted in errors)."""
     cmd = f"python -m lib.runs train {role} --profile {profile} --seed {seed} --fraction {fraction}"
     if overrides:
-        cmd += " --set " + " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items()))
+        cmd += " --set " + " ".join(shlex.quote(f"{k}={json.dumps(v, separators=(',', ':'))}") for k, v in sorted(overrides.items()))
     return cmd
 
 
@@ -185,7 +210,11 @@ def trained(
     if progress is None:
         progress = prof.name != "smoke"
     folder = run_dir(role, prof.name, seed=seed, fraction=fraction, **overrides)
-    if not (folder / "meta.json").exists():
+    if folder.exists() and not (folder / "meta.json").exists():
+        raise storage.CorruptFileError(
+            f"{folder} has no meta.json: the checkpoint is incomplete. Delete the folder and retrain it with: "
+            + train_command(role, prof.name, seed, fraction, overrides))
+    if not folder.exists():
         if prof.name != "smoke" and not training_enabled():
             raise TrainingDisabledError(
                 f"No committed checkpoint for role {role!r} of profile {prof.name!r} (seed {seed}, fraction {fraction}, "
@@ -245,8 +274,6 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
                                  device=str(train.resolve_device(device)), git_sha_at_start=sha_at_start),
     }
     storage.save_json(meta, staged / "meta.json")
-    if folder.exists():
-        shutil.rmtree(folder)
     os.replace(staged, folder)  # the checkpoint appears whole or not at all
 
 
@@ -293,6 +320,8 @@ def committed(profile: str = "cpu") -> list[dict]:
     root = checkpoint_root(profile)
     out = []
     for meta_path in sorted(root.glob("*/meta.json")):
+        if meta_path.parent.name.endswith(".staging"):
+            continue
         meta = storage.load_json(meta_path)
         out.append({"dir": str(meta_path.parent), **meta})
     return out

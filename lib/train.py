@@ -3,14 +3,18 @@
 ``fit`` trains a model on uint8 tensors in memory. It is deterministic given ``seed``: the
 epoch's shuffle, each step's augmentation and each step's dropout are drawn from generators
 seeded by ``(seed, epoch, step)``, and the learning rate is a pure function of the step. So a
-resume state needs only the weights, the optimiser, the position and the history, and a run
-killed at any moment (SIGKILL included) resumes from its last save to a bit-identical end.
-Mixed precision: bf16 autocast (channels_last on CPU), on CPU and CUDA alike.
+resume state needs only the weights, the optimiser, the position and the running totals, and a
+run killed at any moment (SIGKILL included) resumes from its last save to a bit-identical end —
+on a CPU with the same number of threads (recorded in the state; a resume warns if it differs).
+On CUDA, non-deterministic kernels make a resumed run close to, not identical with, an
+uninterrupted one. Mixed precision: bf16 autocast (channels_last on CPU), on CPU and CUDA alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import warnings
 import math
 import sys
 import time
@@ -75,22 +79,17 @@ class _Batches:
     def __call__(self, start: int):
         r = self.recipe
         if r.augment == "paper":
-            loader = data.paper_loader(
-                self.images, self.labels, r.batch_size, seed=self.seed, epoch=self.epoch,
-                num_workers=r.num_workers, randaugment=r.randaugment,
+            source = data.paper_loader(
+                self.images, self.labels, r.batch_size, seed=self.seed, epoch=self.epoch, dataset=self.dataset,
+                num_workers=r.num_workers, randaugment=r.randaugment, drop_last=True, start_batch=start,
             )
-            source = ((x, y) for x, y in loader)
         else:
             order = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(step_seed(self.seed, self.epoch)))
             source = (
                 (self.images[idx], self.labels[idx])
-                for idx in (order[s * r.batch_size : (s + 1) * r.batch_size] for s in range(self.steps))
+                for idx in (order[s * r.batch_size : (s + 1) * r.batch_size] for s in range(start, self.steps))
             )
-        for step, (x, y) in enumerate(source):
-            if step >= self.steps:
-                break
-            if step < start:
-                continue
+        for step, (x, y) in enumerate(source, start=start):
             g = torch.Generator().manual_seed(step_seed(self.seed, self.epoch, step))
             if r.augment == "crop_flip":
                 x = data.random_crop_flip(x, padding=4, generator=g)
@@ -111,14 +110,25 @@ def _loss(recipe: Recipe, logits: torch.Tensor, target: torch.Tensor) -> torch.T
     return _soft_cross_entropy(logits, target)
 
 
-def _save_state(path: Path, model, optimizer, position: Position, history: list, extra: dict) -> None:
+@dataclass
+class _Totals:
+    """Running sums of the epoch in progress (saved with the state, so a resumed epoch reports them whole)."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+
+def _save_state(path: Path, model, optimizer, position: Position, history: list, totals: _Totals) -> None:
     storage.save_torch(
         {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "position": (position.epoch, position.step),
             "history": history,
-            "extra": extra,
+            "totals": dataclasses.asdict(totals),
+            "threads": torch.get_num_threads(),
         },
         path,
     )
@@ -162,18 +172,26 @@ def fit(
     images, labels = train
     steps_per_epoch = len(images) // recipe.batch_size
     if steps_per_epoch < 1:
-        raise ValueError(f"{len(images)} training images are fewer than one batch of {recipe.batch_size}")
+        raise ValueError(f"{len(images)} training images are fewer than one batch of {recipe.batch_size}; "
+                         "use more data (a larger fraction) or a smaller batch_size")
+    if stop_after and not 0 <= stop_after.step < steps_per_epoch:
+        raise ValueError(f"stop_after.step={stop_after.step} must lie in [0, {steps_per_epoch}); "
+                         f"the end of epoch e is Position(e + 1, 0)")
+    model.book_dataset = dataset  # the per-epoch evaluation normalises as training does
     model.to(device)
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    position, history = Position(0, 0), []
+    position, history, totals = Position(0, 0), [], _Totals()
     state_path = Path(state_path) if state_path else None
     if state_path and state_path.exists():
         state = storage.load_torch(state_path, rebuild_hint="Delete it to restart this run from scratch.")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        position, history = Position(*state["position"]), state["history"]
+        position, history, totals = Position(*state["position"]), state["history"], _Totals(**state["totals"])
+        if state["threads"] != torch.get_num_threads():
+            warnings.warn(f"resuming with {torch.get_num_threads()} threads, saved with {state['threads']}: "
+                          "the run will not be bit-identical to an uninterrupted one", stacklevel=2)
     step_fn = torch.compile(model) if recipe.compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
 
@@ -187,7 +205,9 @@ def fit(
             bar = tqdm(total=steps_per_epoch, initial=start, desc=f"epoch {epoch + 1}/{recipe.epochs}",
                        disable=not progress, file=sys.stderr, leave=False, dynamic_ncols=False, ascii=True)
             model.train()
-            tic, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
+            if epoch != position.epoch or position.step == 0:
+                totals = _Totals()
+            tic = time.perf_counter() - totals.seconds
             for step, x, target, y in batches(start):
                 global_step = epoch * steps_per_epoch + step
                 for group in optimizer.param_groups:
@@ -200,29 +220,30 @@ def fit(
                 loss = _loss(recipe, logits, target)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
-                        f"training loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} (lr {group['lr']:.3g}); "
-                        f"lower the learning rate or check the data. The last good state is in {state_path}."
+                        f"training loss of {type(model).__name__} is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                        f"(lr {group['lr']:.3g}). Runs are deterministic, so resuming repeats this: train with a lower "
+                        "lr or stronger gradient clipping (a new run), or check the data."
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if recipe.clip_grad:
                     nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad)
                 optimizer.step()
-                loss_sum += loss.item() * len(x)
-                correct += (logits.argmax(1).cpu() == y).sum().item()
-                seen += len(x)
+                totals.loss_sum += loss.item() * len(x)
+                totals.correct += (logits.argmax(1).cpu() == y).sum().item()
+                totals.seen += len(x)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
                 done = Position(epoch, step + 1)
-                if state_path and (step + 1) % recipe.save_every == 0 and step + 1 < steps_per_epoch:
-                    _save_state(state_path, model, optimizer, done, history, {})
+                if state_path and ((step + 1) % recipe.save_every == 0 or done == stop_after) and step + 1 < steps_per_epoch:
+                    totals.seconds = time.perf_counter() - tic
+                    _save_state(state_path, model, optimizer, done, history, totals)
                 if stop_after and done == stop_after:
                     bar.close()
-                    if state_path:
-                        _save_state(state_path, model, optimizer, done, history, {})
                     return history
             bar.close()
             train_time = time.perf_counter() - tic
+            loss_sum, correct, seen = totals.loss_sum, totals.correct, totals.seen
             scores = metrics.evaluate(model, *test)
             history.append({
                 "epoch": epoch + 1,
@@ -241,7 +262,7 @@ def fit(
                 on_epoch_end(epoch + 1, model, history)
             position = Position(epoch + 1, 0)
             if state_path:
-                _save_state(state_path, model, optimizer, position, history, {})
+                _save_state(state_path, model, optimizer, position, history, _Totals())
             if stop_after and position == stop_after:
                 return history
     model.to(memory_format=torch.contiguous_format)

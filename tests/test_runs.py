@@ -19,6 +19,21 @@ def test_key_is_stable_and_changes_only_with_what_changes_results():
     assert runs.key(runs.spec("resnet", "cpu")) != base
 
 
+def test_equal_values_name_the_same_run_and_typos_are_errors():
+    base = runs.key(runs.spec("alternet", "cpu"))
+    assert runs.key(runs.spec("alternet", "cpu", epochs=12.0, clip_grad=5)) == base
+    assert runs.key(runs.spec("alternet", "cpu", msa_per_stage=[0, 1, 1, 2], window=4.0)) == base  # the defaults
+    with pytest.raises(TypeError, match="does not take epoch"):
+        runs.spec("alternet", "cpu", epoch=3)
+    with pytest.raises(ValueError, match="epochs=12.5 must be an integer"):
+        runs.spec("alternet", "cpu", epochs=12.5)
+
+
+def test_training_command_survives_a_shell():
+    cmd = runs.train_command("alternet", "cpu", 0, 1.0, {"msa_per_stage": [0, 1, 1, 3]})
+    assert "--set 'msa_per_stage=[0,1,1,3]'" in cmd
+
+
 def test_none_fields_are_absent_from_the_key():
     recipe = profiles.get("cpu").recipe
     assert "randaugment" not in recipe.key_dict() and "save_every" not in recipe.key_dict()
@@ -83,3 +98,6 @@ def test_corrupt_checkpoint_is_an_error_with_its_path(smoke_cache):
     with pytest.raises(storage.CorruptFileError, match="final.safetensors"):
         runs.trained("vit", "smoke", progress=False)
     assert weights.stat().st_size == 100, "a damaged checkpoint is never silently replaced"
+    (folder / "meta.json").unlink()
+    with pytest.raises(storage.CorruptFileError, match="no meta.json"):
+        runs.trained("vit", "smoke", progress=False)
