@@ -7,3 +7,9 @@ imported here.
 """
 
 __version__ = "0.1.0"
+
+import warnings as _warnings
+
+# timm imports huggingface_hub, which imports tqdm.auto; in a kernel without ipywidgets that
+# warns once. The book's own progress bars are text bars (tqdm.tqdm) and need no widgets.
+_warnings.filterwarnings("ignore", message="IProgress not found")

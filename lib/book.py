@@ -33,6 +33,7 @@ def glue_values(prefix: str, values: dict) -> None:
     from myst_nb import glue
 
     for key, value in values.items():
+        value = value.item() if hasattr(value, "item") else value  # numpy scalars: glue formats their repr
         glue(f"{prefix}_{key}", value, display=False)
 
 
