@@ -540,7 +540,8 @@ class Spectrum:
 # ----------------------------------------------------------------------------- algorithms
 
 
-def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+def resolve_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+    """The generator to draw from: ``generator``, or a new one seeded by ``seed`` (0 by default)."""
     if seed is not None and generator is not None:
         raise ValueError("pass seed= or generator=, not both")
     if generator is None:
@@ -604,7 +605,7 @@ def power_iteration(
     _check_k(op, k)
     if max_iter < 1:
         raise ValueError(f"max_iter must be ≥ 1, got {max_iter}")
-    generator = _generator(seed, generator)
+    generator = resolve_generator(seed, generator)
     found: list[torch.Tensor] = []
     values, residuals, converged, iterations = [], [], [], []
     for _ in range(k):
@@ -742,7 +743,7 @@ def lanczos(
     _check_k(op, k)
     if max_steps < k:
         raise ValueError(f"max_steps ({max_steps}) must be at least k ({k})")
-    generator = _generator(seed, generator)
+    generator = resolve_generator(seed, generator)
 
     def stop(alphas: list[float], betas: list[float], beta: float) -> bool:
         if len(alphas) < k:
@@ -790,7 +791,7 @@ def density(
     """
     if probes < 1 or steps < 1:
         raise ValueError(f"probes and steps must be ≥ 1, got {probes} and {steps}")
-    generator = _generator(seed, generator)
+    generator = resolve_generator(seed, generator)
     nodes, weights, which, matvecs = [], [], [], 0
     for p in range(probes):
         alphas, betas, _, _ = _lanczos_steps(
@@ -829,7 +830,7 @@ def trace(
     """
     if probes < 2:
         raise ValueError(f"trace needs at least 2 probes for a standard error, got {probes}")
-    generator = _generator(seed, generator)
+    generator = resolve_generator(seed, generator)
     samples = []
     for _ in range(probes):
         z = _random(op, generator, rademacher=True)
@@ -913,7 +914,7 @@ def top_eigenpairs(
         chunk_size=chunk_size,
     )
     return _eigen(
-        op, k=k, method=method, tol=tol, max_iter=max_iter, generator=_generator(seed, generator), vectors=vectors
+        op, k=k, method=method, tol=tol, max_iter=max_iter, generator=resolve_generator(seed, generator), vectors=vectors
     )
 
 
@@ -1007,7 +1008,7 @@ def max_eigenvalue_spectrum(
         raise ValueError(
             f"need {batches} batches of {batch_size} but {len(images)} images hold {available} full batches"
         )
-    generator = _generator(seed, generator)
+    generator = resolve_generator(seed, generator)
     results: list[EigenResult] = []
     loss = ""
     for b in tqdm(range(batches), desc="Hessian top-k", unit="batch", file=sys.stderr, disable=not progress):

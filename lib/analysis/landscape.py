@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from lib.analysis.hessian import resolve_generator
 from lib.data import normalize
 
 __all__ = [
@@ -96,14 +97,6 @@ def scale_direction(direction: torch.Tensor, weight: torch.Tensor, *, norm: Norm
     raise ValueError(f"norm must be 'filter' or 'dim0', got {norm!r}")
 
 
-def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
-    if seed is not None and generator is not None:
-        raise ValueError("pass seed= or generator=, not both")
-    if generator is None:
-        generator = torch.Generator().manual_seed(0 if seed is None else seed)
-    return generator
-
-
 @torch.no_grad()
 def random_direction(
     model: nn.Module,
@@ -127,7 +120,7 @@ def random_direction(
     """
     if norm not in ("filter", "dim0"):
         raise ValueError(f"norm must be 'filter' or 'dim0', got {norm!r}")
-    generator = _generator(seed, generator)
+    generator = resolve_generator(seed, generator)
     out: Direction = {}
     for name, p in model.named_parameters():
         raw = torch.randn(p.shape, generator=generator, device=generator.device, dtype=p.dtype).to(p.device)
@@ -379,7 +372,7 @@ def slice_2d(
     _check_common(images, labels, steps, span, l2, weight_decay, batch_size, loss_fn, label_smoothing)
     given = directions
     if directions is None:
-        generator = _generator(seed, generator)
+        generator = resolve_generator(seed, generator)
         directions = (
             random_direction(model, norm=norm, generator=generator),
             random_direction(model, norm=norm, generator=generator),
