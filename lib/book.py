@@ -25,6 +25,8 @@ CAST = ("resnet", "vit", "alternet")
 # Under ``cpu`` every one must be committed; tests/test_cast.py checks that they are.
 CHAPTER_RUNS: dict[str, list[dict]] = {
     "00_cast": [{"role": role} for role in CAST],
+    "02_low_pass_msa": [{"role": role} for role in CAST],
+    "03_stages_in_series": [{"role": role} for role in CAST],
 }
 
 
@@ -51,13 +53,20 @@ def chapter_paths(names: list[str] | None = None) -> list[Path]:
     return chosen
 
 
-def execute(notebook: Path, output: Path, *, profile: str, device: str = "auto", seed: int = 0) -> float:
-    """Execute one chapter with papermill; return its wall time in seconds."""
+def execute(notebook: Path, output: Path, *, profile: str, device: str = "auto", seed: int = 0,
+            recompute: bool = False) -> float:
+    """Execute one chapter with papermill; return its wall time in seconds.
+
+    ``recompute`` rebuilds the chapter's cached analyses (``lib.cache``) instead of loading them.
+    """
     import papermill
 
     tic = time.perf_counter()
+    parameters = {"profile": profile, "device": device, "seed": seed}
+    if recompute:  # only chapters with caches declare it; others would warn about an unknown parameter
+        parameters["recompute"] = True
     papermill.execute_notebook(
-        str(notebook), str(output), parameters={"profile": profile, "device": device, "seed": seed},
+        str(notebook), str(output), parameters=parameters,
         cwd=str(output.parent), kernel_name="python3", progress_bar=False, log_output=False,
     )
     return time.perf_counter() - tic
@@ -111,7 +120,7 @@ def _human(seconds: float) -> str:
 
 
 def run(profile: str, chapters: list[str] | None = None, *, device: str = "auto", seed: int = 0, yes: bool = False,
-        build: bool = True) -> int:
+        build: bool = True, recompute: bool = False) -> int:
     """Execute the chapters under ``profile`` and build the site; 0 on success, 1 on a failing chapter."""
     from lib import profiles
 
@@ -143,7 +152,8 @@ def run(profile: str, chapters: list[str] | None = None, *, device: str = "auto"
     for notebook in chapter_paths(chapters):
         target = root / "chapters" / notebook.name
         try:
-            seconds = execute(target if prof.name != "cpu" else notebook, target, profile=prof.name, device=device, seed=seed)
+            seconds = execute(target if prof.name != "cpu" else notebook, target, profile=prof.name, device=device, seed=seed,
+                              recompute=recompute)
         except PapermillExecutionError as err:
             print(f"✗ {notebook.stem}: failed in cell {err.exec_count}: {err.ename}: {err.evalue}", flush=True)
             print(f"  the executed notebook with the error is {target}", flush=True)
@@ -178,6 +188,7 @@ def main(argv=None) -> int:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--yes", action="store_true", help="run the paper profile even without a GPU")
     r.add_argument("--no-build", action="store_true", help="execute only; skip the site build")
+    r.add_argument("--recompute", action="store_true", help="rebuild the chapters' cached analyses (slow)")
     s = sub.add_parser("stage", help="run a command as a named stage, printing its wall time")
     s.add_argument("name")
     s.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -185,7 +196,8 @@ def main(argv=None) -> int:
     if args.command == "stage":
         cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
         return stage(args.name, cmd)
-    return run(args.profile, args.chapters, device=args.device, seed=args.seed, yes=args.yes, build=not args.no_build)
+    return run(args.profile, args.chapters, device=args.device, seed=args.seed, yes=args.yes, build=not args.no_build,
+               recompute=args.recompute)
 
 
 if __name__ == "__main__":

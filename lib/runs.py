@@ -169,6 +169,23 @@ def build(role: str, profile: str = "cpu", *, seed: int = 0, **overrides) -> nn.
     return model
 
 
+def test_set(profile: str = "cpu", *, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test images (uint8) and labels the chapters analyse under ``profile`` (all 10,000 for ``cpu``).
+
+    ``limit`` keeps a fixed, class-balanced, nested subset of about that many images (for
+    sweeps that cannot afford the whole set); a limit above the set's size keeps it whole.
+    """
+    prof = profiles.get(profile)
+    images, labels = data.load(prof.dataset, "test", fraction=prof.test_fraction, seed=0)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit must be a positive number of images, got {limit!r}")
+        if limit < len(images):
+            keep = data.subset_indices(labels, limit / len(images), seed=0)
+            images, labels = images[keep], labels[keep]
+    return images, labels
+
+
 def _load(role, profile, seed, fraction, at, overrides, folder: Path) -> nn.Module:
     cmd = train_command(role, profile, seed, fraction, overrides)
     hint = f"Delete {folder} and retrain it with: {cmd}"
@@ -232,6 +249,7 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
     # a profile may train on a share of the data (smoke); a run's own fraction is a share of that
     train_set = data.load(prof.dataset, "train", fraction=fraction * prof.train_fraction, seed=seed)
     test_set = data.load(prof.dataset, "test", fraction=prof.test_fraction, seed=0)
+    monitor_set = _monitor_set(test_set, fraction)
     model = build(role, prof.name, seed=seed, **overrides)
     state_path = runs_root(prof.name) / folder.name / "state.pt"
     warmup_path = runs_root(prof.name) / folder.name / "warmup.safetensors"
@@ -245,7 +263,7 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
               file=sys.stderr, flush=True)
     tic = time.time()
     sha_at_start = _git_sha()[0]
-    history = train.fit(model, recipe, train_set, test_set, seed=seed, num_classes=data.NUM_CLASSES[prof.dataset],
+    history = train.fit(model, recipe, train_set, monitor_set, seed=seed, num_classes=data.NUM_CLASSES[prof.dataset],
                         dataset=prof.dataset, state_path=state_path, on_epoch_end=snapshot, device=device, progress=progress)
     wall = sum(h["seconds"] for h in history)
     final = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -268,6 +286,7 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
         "test": results,
         "test_images": len(test_set[0]),
         "train_images": len(train_set[0]),
+        "monitor_images": len(monitor_set[0]),
         "parameters": sum(p.numel() for p in model.parameters()),
         "history": history,
         "provenance": provenance(prof.dataset, wall_seconds=wall, elapsed_seconds=time.time() - tic,
@@ -275,6 +294,20 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
     }
     storage.save_json(meta, staged / "meta.json")
     os.replace(staged, folder)  # the checkpoint appears whole or not at all
+
+
+MONITOR_IMAGES = 2000
+
+
+def _monitor_set(test_set, fraction: float):
+    """The test images scored after every epoch: all of them, or for a small-data run a fixed,
+    class-balanced 2,000 (there an epoch is so short that scoring 10,000 images would cost more
+    than training). Final metrics always use the whole test set."""
+    images, labels = test_set
+    if fraction >= 1 or len(images) <= MONITOR_IMAGES:
+        return test_set
+    keep = data.subset_indices(labels, MONITOR_IMAGES / len(images), seed=0)  # = test_set(limit=2000)
+    return images[keep], labels[keep]
 
 
 def provenance(dataset: str, **extra) -> dict:

@@ -13,11 +13,17 @@ def test_there_are_chapters():
     assert CHAPTERS, "no chapters found"
 
 
+@pytest.fixture(scope="module")
+def smoke_cache(tmp_path_factory):
+    """One smoke cache for every chapter of this run: the tiny models train once, not per chapter."""
+    return tmp_path_factory.mktemp("smoke-cache")
+
+
 @pytest.mark.chapters
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=[p.stem for p in CHAPTERS])
-def test_chapter_runs_in_smoke_profile(notebook: Path, tmp_path, monkeypatch):
+def test_chapter_runs_in_smoke_profile(notebook: Path, tmp_path, smoke_cache, monkeypatch):
     monkeypatch.setenv("BOOK_TRAINING", "off")  # smoke trains regardless; nothing else may
-    monkeypatch.setenv("BOOK_SMOKE_CACHE", str(tmp_path / "smoke-cache"))
+    monkeypatch.setenv("BOOK_SMOKE_CACHE", str(smoke_cache))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     out = tmp_path / notebook.name
     # execute beside the real chapters so relative paths behave as in the book, writing elsewhere

@@ -116,7 +116,8 @@ def test_high_frequency_by_depth_does_not_depend_on_batch_size(name):
     names = [u.name for u in models.units(model)]
     assert list(a["name"]) == names
     assert list(a["depth"]) == pytest.approx([i / (len(names) - 1) for i in range(len(names))])
-    assert list(a.columns) == ["name", "kind", "stage", "downsample", "index", "depth", "size", "value", "lo", "hi"]
+    assert list(a.columns) == ["name", "kind", "stage", "downsample", "index", "depth", "size", "value", "lo", "hi",
+                               "change", "change_lo", "change_hi"]
     for column in ("value", "lo", "hi"):
         np.testing.assert_allclose(a[column], b[column], rtol=0, atol=1e-5)
     assert (a["lo"] <= a["value"]).all() and (a["value"] <= a["hi"]).all()
@@ -161,3 +162,49 @@ def test_maps_smaller_than_4x4_warn_and_are_skipped():
         frame = fourier.high_frequency_by_depth(model, images, bootstrap=0, progress=False)
     assert not frame["name"].str.startswith("layer4").any()
     assert frame["depth"].iloc[-1] == pytest.approx(6 / 8)  # depth still counts every unit
+
+
+def test_unit_changes_see_a_blur_lower_and_a_laplacian_raise_high_frequencies():
+    x = _random_maps(7, shape=(40, 4, 16, 16))
+    small = torch.nn.functional.avg_pool2d(x, 2)  # a downsampling unit: not comparable
+    steps = [x, _box_blur(x), _box_blur(x) - _laplacian(_box_blur(x)), small]
+    last = [fourier.per_image_relative_log_amplitude(s)[:, -1] for s in steps]
+    change, lo, hi = fourier.unit_changes(last, [False, True, True, False], reps=200, seed=0)
+    assert math.isnan(change[0]) and math.isnan(change[3])  # first unit; size changed
+    assert hi[1] < 0 < lo[2]  # the blur lowers, the sharpening raises, with 95 % confidence
+    torch.testing.assert_close(change[1], (last[1] - last[0]).mean())
+
+
+def test_unit_changes_of_an_exact_shift_have_a_point_interval():
+    base = torch.randn(50, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    change, lo, hi = fourier.unit_changes([base, base - 1.0, base - 1.0], [False, True, True], reps=100)
+    assert change[1:].tolist() == pytest.approx([-1.0, 0.0])
+    assert lo[1].item() == pytest.approx(-1.0) and hi[1].item() == pytest.approx(-1.0)
+
+
+def test_direction_counts_count_only_confident_changes_per_kind():
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        dict(
+            kind=["stem", "msa", "mlp", "msa", "mlp", "msa"],
+            change=[float("nan"), -1.0, 2.0, -0.1, 0.5, 0.3],
+            change_lo=[float("nan"), -1.5, 1.0, -0.3, -0.1, 0.1],
+            change_hi=[float("nan"), -0.5, 3.0, 0.1, 1.0, 0.5],
+        )
+    )
+    counts = fourier.direction_counts(frame).set_index("kind")
+    assert counts.loc["msa", ["units", "lower", "raise", "unclear"]].tolist() == [3, 1, 1, 1]
+    assert counts.loc["mlp", ["units", "lower", "raise", "unclear"]].tolist() == [2, 0, 1, 1]
+    assert "stem" not in counts.index
+    assert counts.loc["msa", "lower_share"] == pytest.approx(1 / 3)
+
+
+def test_by_depth_changes_skip_the_stem_and_projection_units():
+    model = models.create("resnet50_smoke")
+    frame = fourier.high_frequency_by_depth(model, _images(8, n=6), bootstrap=20, progress=False)
+    assert frame["change"][frame["downsample"]].isna().all()
+    assert frame["change"][~frame["downsample"]].notna().all()
+    prev = frame["value"].shift(1)
+    kept = ~frame["downsample"]
+    np.testing.assert_allclose(frame["change"][kept], (frame["value"] - prev)[kept], atol=1e-9)

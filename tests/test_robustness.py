@@ -154,3 +154,53 @@ def test_noise_robustness_does_not_depend_on_batch_size_and_is_seeded():
     assert list(zip(a["frequency"], a["eps"])) == [(0.1, 0.9), (0.1, 3.0), (0.9, 0.9), (0.9, 3.0)]
     np.testing.assert_allclose(a["delta"], 100 * (a["noisy_accuracy"] - a["clean_accuracy"]), atol=1e-9)
     assert (a["lo"] <= a["delta"]).all() and (a["delta"] <= a["hi"]).all()
+
+
+class LowFrequencyDetector(torch.nn.Module):
+    """Says class 1 when the image's 4×4 block means vary a lot: only low-frequency noise survives the pooling."""
+
+    def __init__(self, threshold: float):
+        super().__init__()
+        self.threshold = threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        energy = torch.nn.functional.avg_pool2d(x, 4).var(dim=(2, 3)).mean(dim=1)
+        return torch.stack([self.threshold - energy, energy - self.threshold], dim=1)
+
+
+def test_band_contrast_says_which_model_is_robust_in_which_band():
+    images, labels = _flat_images(40)
+    bands = [0.1, 0.9]
+    high = robustness.noise_outcomes(HighFrequencyDetector(0.5), images, labels, bands, 3.0, progress=False)
+    low = robustness.noise_outcomes(LowFrequencyDetector(0.05), images, labels, bands, 3.0, progress=False)
+    # high-frequency noise fools the high-frequency detector only: the low detector is more robust there
+    value, lo, hi = robustness.band_contrast(low, high, [0.9], 3.0, bootstrap=200)
+    assert value == pytest.approx(100) and lo == pytest.approx(100)
+    value, lo, hi = robustness.band_contrast(high, low, [0.1], 3.0, bootstrap=200)
+    assert value > 0 and lo > 0  # and low-frequency noise fools the low-frequency detector
+    assert robustness.band_contrast(high, high, bands, 3.0)[0] == 0
+
+
+def test_band_contrast_rejects_unmeasured_bands_and_unpaired_outcomes():
+    images, labels = _flat_images(8)
+    a = robustness.noise_outcomes(HighFrequencyDetector(0.5), images, labels, [0.1], 1.0, progress=False)
+    b = robustness.noise_outcomes(HighFrequencyDetector(0.5), images, labels, [0.1], 1.0, seed=1, progress=False)
+    with pytest.raises(ValueError, match=r"measured: \[0.1\]"):
+        robustness.band_contrast(a, a, [0.5], 1.0)
+    with pytest.raises(ValueError, match="same images"):
+        robustness.band_contrast(a, b, [0.1], 1.0)
+
+
+def test_summarize_of_outcomes_equals_noise_robustness():
+    images, labels = _flat_images()
+    args = (HighFrequencyDetector(0.5), images, labels, [0.1, 0.9], [0.9, 3.0])
+    outcomes = robustness.noise_outcomes(*args, progress=False)
+    assert robustness.summarize(outcomes, bootstrap=50).equals(robustness.noise_robustness(*args, bootstrap=50, progress=False))
+
+
+def test_band_delta_averages_the_chosen_bands():
+    images, labels = _flat_images(20)
+    o = robustness.noise_outcomes(HighFrequencyDetector(0.5), images, labels, [0.1, 0.9], 3.0, progress=False)
+    assert robustness.band_delta(o, [0.9], 3.0)[0] == -100
+    assert robustness.band_delta(o, [0.1, 0.9], 3.0)[0] == -50
+    assert robustness.band_delta(o, [0.1], 3.0) == (0.0, 0.0, 0.0)

@@ -57,7 +57,8 @@ def test_variance_by_depth_does_not_depend_on_batch_size(name):
     b = variance.variance_by_depth(model, images, batch_size=8, bootstrap=50, progress=False)
     names = [u.name for u in models.units(model)]
     assert list(a["name"]) == names
-    assert list(a.columns) == ["name", "kind", "stage", "downsample", "index", "depth", "size", "value", "lo", "hi"]
+    assert list(a.columns) == ["name", "kind", "stage", "downsample", "index", "depth", "size", "value", "lo", "hi",
+                               "change", "change_lo", "change_hi"]
     for column in ("value", "lo", "hi"):
         np.testing.assert_allclose(a[column], b[column], rtol=0, atol=1e-5)
     assert (a["lo"] <= a["value"]).all() and (a["value"] <= a["hi"]).all()
@@ -73,3 +74,21 @@ def test_variance_by_depth_is_the_eval_mode_variance_and_restores_mode():
     expected = [variance.feature_map_variance(m) for _, m in models.feature_maps(model, images)]
     np.testing.assert_allclose(frame["value"], expected, rtol=1e-6, atol=0)
     assert frame["lo"].isna().all()
+
+
+def test_stage_growth_compares_first_and_last_shape_preserving_units():
+    import pandas as pd
+
+    frame = pd.DataFrame(dict(
+        name=["stem", "a0", "a1", "a2", "b0", "b1", "b2"],
+        stage=[0, 1, 1, 1, 2, 2, 2],
+        downsample=[True, True, False, False, True, False, False],
+        value=[1.0, 5.0, 2.0, 4.0, 9.0, 3.0, 3.1],
+        lo=[0.9, 4.9, 1.9, 3.9, 8.9, 2.9, 3.0],
+        hi=[1.1, 5.1, 2.1, 4.1, 9.1, 3.1, 3.2],
+    ))
+    growth = variance.stage_growth(frame)
+    assert growth["stage"].tolist() == [1, 2]
+    assert growth["first"].tolist() == ["a1", "b1"] and growth["last"].tolist() == ["a2", "b2"]
+    assert growth["grows"].tolist() == [True, False]  # b2's interval overlaps b1's
+    assert growth["ratio"].tolist() == pytest.approx([2.0, 3.1 / 3.0])

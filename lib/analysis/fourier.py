@@ -43,6 +43,9 @@ __all__ = [
     "UnitValues",
     "per_image_statistics",
     "bootstrap_interval",
+    "unit_changes",
+    "comparable_units",
+    "direction_counts",
 ]
 
 LOG_FLOOR = 1e-6  # added to |F| before the log, as in the authors' notebook (METHODS §5 step 2)
@@ -51,8 +54,10 @@ LOG_FLOOR = 1e-6  # added to |F| before the log, as in the authors' notebook (ME
 MIN_SIZE = 4
 
 _BOOTSTRAP_CHUNK = 64  # resamples drawn at a time: bounds memory at 64 × N counts
-_DEPTH_COLUMNS = ["name", "kind", "stage", "downsample", "index", "depth", "size", "value", "lo", "hi"]
+_DEPTH_COLUMNS = ["name", "kind", "stage", "downsample", "index", "depth", "size", "value", "lo", "hi",
+                  "change", "change_lo", "change_hi"]
 _CURVE_COLUMNS = _DEPTH_COLUMNS[:7] + ["frequency", "axis_frequency"] + _DEPTH_COLUMNS[7:]
+CHANGE_COLUMNS = ["change", "change_lo", "change_hi"]
 
 
 # ----------------------------------------------------------------------------- one tensor
@@ -231,6 +236,74 @@ def bootstrap_interval(
     return bounds[0].reshape(values.shape[1:]), bounds[1].reshape(values.shape[1:])
 
 
+def unit_changes(
+    per_image: list[torch.Tensor], comparable: list[bool], *, reps: int = 1000, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What each unit does to a per-image statistic: its value minus the previous unit's.
+
+    The paper reads Figs 8 and 9 unit by unit ("MSAs lower it, Convs raise it"); this makes
+    that reading a number with an interval. Differences are paired per image, so their
+    bootstrap interval is much tighter than the two units' intervals suggest.
+
+    Args:
+        per_image: One ``[N]`` tensor per measured unit, in forward order.
+        comparable: Per unit, whether it may be compared with the one before: False for the
+            first unit and for units that change resolution or width (a projection shortcut
+            is not a residual filter, and values at two resolutions are not comparable).
+        reps, seed: Bootstrap resamples and their seed.
+
+    Returns:
+        ``(change, lo, hi)``, float64 ``[U]`` tensors (NaN where not comparable).
+    """
+    u = len(per_image)
+    if len(comparable) != u:
+        raise ValueError(f"need one comparable flag per unit, got {len(comparable)} for {u} units")
+    change = torch.full((u,), math.nan, dtype=torch.float64)
+    lo, hi = change.clone(), change.clone()
+    pairs = [j for j in range(1, u) if comparable[j]]
+    if pairs:
+        diffs = torch.stack([per_image[j] - per_image[j - 1] for j in pairs], dim=1).double()
+        d_lo, d_hi = bootstrap_interval(diffs, reps=reps, seed=seed)
+        index = torch.tensor(pairs)
+        change[index], lo[index], hi[index] = diffs.mean(dim=0), d_lo, d_hi
+    return change, lo, hi
+
+
+def comparable_units(measured: list[UnitValues]) -> list[bool]:
+    """Which measured units follow their predecessor directly and keep its shape (see :func:`unit_changes`)."""
+    return [j > 0 and not m.unit.downsample and measured[j - 1].index == m.index - 1 and measured[j - 1].shape == m.shape
+            for j, m in enumerate(measured)]
+
+
+def direction_counts(frame: pd.DataFrame | dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per kind of unit: how many lower and how many raise the statistic, with 95 % confidence.
+
+    Args:
+        frame: One row per unit with ``kind``, ``change``, ``change_lo``, ``change_hi``
+            (from :func:`high_frequency_by_depth` or ``variance_by_depth``), or a dict
+            model → such frame (the result then starts with a ``model`` column).
+
+    Returns:
+        One row per kind among the comparable units (``change`` not NaN): ``kind``, ``units``,
+        ``lower`` (interval below 0), ``raise`` (interval above 0), ``unclear`` (interval
+        contains 0), ``lower_share``, ``raise_share``.
+    """
+    if isinstance(frame, dict):
+        parts = [direction_counts(f).assign(model=name) for name, f in frame.items()]
+        out = pd.concat(parts, ignore_index=True)
+        return out[["model", *[c for c in out.columns if c != "model"]]]
+    comparable = frame.dropna(subset=["change"])
+    rows = []
+    for kind, group in comparable.groupby("kind", sort=False):
+        lower = int((group["change_hi"] < 0).sum())
+        higher = int((group["change_lo"] > 0).sum())
+        n = len(group)
+        rows.append(dict(kind=kind, units=n, lower=lower, raise_=higher, unclear=n - lower - higher,
+                         lower_share=lower / n, raise_share=higher / n))
+    return pd.DataFrame(rows, columns=["kind", "units", "lower", "raise_", "unclear", "lower_share", "raise_share"]).rename(
+        columns={"raise_": "raise"})
+
+
 # ------------------------------------------------------------------------------- by depth
 
 
@@ -260,7 +333,9 @@ def relative_log_amplitude_curves(
         of units − 1), counting every unit of ``feature_maps``), ``size`` (H), ``frequency``
         (``linspace(0, 1, K)``, in units of π, as the paper's x-axis), ``axis_frequency`` (the
         bin's true per-axis frequency 2i/H, in units of π), ``value`` (ΔlogA), ``lo``, ``hi``
-        (95 % bootstrap interval over images). ``attrs`` holds ``images`` (their number),
+        (95 % bootstrap interval over images), ``change``, ``change_lo``, ``change_hi`` (the
+        unit's effect on the last point, from :func:`unit_changes`, repeated on each row of the
+        unit). ``attrs`` holds ``images`` (their number),
         ``bootstrap`` and ``seed``. Units with maps smaller than 4×4 are skipped with a
         warning; the depth of the others is unchanged.
     """
@@ -277,6 +352,8 @@ def relative_log_amplitude_curves(
         lo, hi = bootstrap_interval(torch.cat([m.values for m in measured], dim=1), reps=bootstrap, seed=seed)
         sizes = [m.values.shape[1] for m in measured]
         lo, hi = lo.split(sizes), hi.split(sizes)
+        change, c_lo, c_hi = unit_changes([m.values[:, -1] for m in measured], comparable_units(measured),
+                                          reps=bootstrap, seed=seed)
     rows = []
     for j, m in enumerate(measured):
         k, size = m.values.shape[1], m.shape[1]
@@ -296,6 +373,9 @@ def relative_log_amplitude_curves(
                     value=mean[i].item(),
                     lo=lo[j][i].item(),
                     hi=hi[j][i].item(),
+                    change=change[j].item(),
+                    change_lo=c_lo[j].item(),
+                    change_hi=c_hi[j].item(),
                 )
             )
     frame = pd.DataFrame(rows, columns=_CURVE_COLUMNS)
@@ -310,7 +390,8 @@ def high_frequency(curves: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         One row per unit: ``name``, ``kind``, ``stage``, ``downsample``, ``depth``, ``size``,
-        ``value`` (ΔlogA at the last bin, nominally 1.0π), ``lo``, ``hi``; ``attrs`` kept.
+        ``value`` (ΔlogA at the last bin, nominally 1.0π), ``lo``, ``hi``, ``change``,
+        ``change_lo``, ``change_hi`` (see :func:`unit_changes`); ``attrs`` kept.
     """
     last = curves.groupby("name", sort=False).tail(1)
     frame = last[_DEPTH_COLUMNS].reset_index(drop=True)
@@ -335,7 +416,9 @@ def high_frequency_by_depth(
         One row per unit of ``feature_maps`` (maps smaller than 4×4 skipped with a warning):
         ``name``, ``kind``, ``stage``, ``downsample``, ``index`` (position in ``units(model)``),
         ``depth`` (index / (n − 1)), ``size`` (H), ``value`` (last element of the
-        half-diagonal), ``lo``, ``hi`` (95 % bootstrap interval over images).
+        half-diagonal), ``lo``, ``hi`` (95 % bootstrap interval over images), ``change``,
+        ``change_lo``, ``change_hi`` (value minus the previous unit's, paired over images; NaN
+        for the first unit and across a change of map size).
     """
     curves = relative_log_amplitude_curves(
         model, images, batch_size=batch_size, bootstrap=bootstrap, seed=seed, progress=progress

@@ -26,7 +26,18 @@ from lib.analysis.fourier import bootstrap_interval
 from lib.data import MEAN, STD, normalize
 from lib.metrics import predict
 
-__all__ = ["HALF_WIDTH", "band_mask", "band_pass", "band_noise", "eps_in_pixels", "noise_robustness"]
+__all__ = [
+    "HALF_WIDTH",
+    "band_mask",
+    "band_pass",
+    "band_noise",
+    "eps_in_pixels",
+    "noise_outcomes",
+    "summarize",
+    "noise_robustness",
+    "band_delta",
+    "band_contrast",
+]
 
 HALF_WIDTH = 0.2  # rad per pixel, the band's half-width s in the authors' helper (METHODS §8)
 
@@ -171,7 +182,7 @@ def _image_signs(seed: int, indices: range, shape: tuple[int, ...]) -> torch.Ten
     return torch.from_numpy(np.stack(signs)).float()
 
 
-def noise_robustness(
+def noise_outcomes(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -181,13 +192,13 @@ def noise_robustness(
     width: float = HALF_WIDTH,
     seed: int = 0,
     batch_size: int = 256,
-    bootstrap: int = 1000,
     progress: bool = True,
-) -> pd.DataFrame:
-    """Accuracy drop under band noise, per band centre and eps (Fig 2b).
+) -> dict:
+    """Per-image correctness, clean and under band noise at every (frequency, eps) (Fig 2b's raw data).
 
     Each image gets one sign pattern, drawn from ``(seed, image index)``, reused for every band
-    and eps; so every model, batch size and sweep sees the same noise for a given seed.
+    and eps; so every model, batch size and sweep sees the same noise for a given seed, and two
+    models' outcomes can be compared image by image (:func:`band_contrast`).
 
     Args:
         model: Any classifier; measured in eval mode (``lib.metrics.predict``), mode restored.
@@ -197,17 +208,14 @@ def noise_robustness(
         frequencies: Band centres in units of π, each in ``(0, 1]`` (the paper: 0.1 … 0.9).
         eps: One amplitude or several, normalised units, each ≥ 0.
         width: Half-width of the band in rad per pixel.
-        seed: Seed of the noise (and of the bootstrap).
+        seed: Seed of the noise.
         batch_size: Images per forward pass; results do not depend on it.
-        bootstrap: Resamples of images for the interval of the paired difference (0: NaN).
         progress: Show a tqdm bar on stderr.
 
     Returns:
-        One row per (frequency, eps): ``frequency`` (π), ``eps``, ``eps_pixels`` (eps in 0-255
-        levels, mean over channels; see :func:`eps_in_pixels`), ``band_fraction`` (share of
-        frequency bins in the band), ``clean_accuracy`` and ``noisy_accuracy`` (fractions, on
-        the same images), ``delta`` (noisy − clean, in percentage points), ``lo``, ``hi``
-        (95 % bootstrap interval of ``delta`` over images, paired), ``n_images``.
+        A dict (JSON-able through ``lib.cache``): ``conditions`` (list of ``[frequency, eps]``),
+        ``clean`` (uint8 ``[N]``, 1 where correct), ``noisy`` (uint8 ``[N, len(conditions)]``),
+        ``width``, ``seed``, ``dataset``.
 
     Raises:
         ValueError: For a frequency outside ``(0, 1]``, a negative eps, mismatched lengths.
@@ -228,42 +236,139 @@ def noise_robustness(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     dataset = getattr(model, "book_dataset", "cifar10")
     size = tuple(images.shape[-2:])
-    masks = {f: band_mask(size, f, width=width) for f in frequencies}  # also checks each band is non-empty
+    for f in frequencies:
+        band_mask(size, f, width=width)  # checks each band is non-empty
     conditions = [(f, e) for f in frequencies for e in epsilons]
     labels = labels.cpu()
-    clean = torch.zeros(len(images), dtype=torch.float64)
-    noisy = torch.zeros(len(images), len(conditions), dtype=torch.float64)
+    clean = torch.zeros(len(images), dtype=torch.uint8)
+    noisy = torch.zeros(len(images), len(conditions), dtype=torch.uint8)
     starts = range(0, len(images), batch_size)
     for start in tqdm(starts, desc="band noise", unit="batch", file=sys.stderr, disable=not progress, leave=False):
         stop = min(start + batch_size, len(images))
         x = normalize(images[start:stop], dataset).float()
         y = labels[start:stop]
-        clean[start:stop] = (predict(model, x, batch_size=len(x)).argmax(1) == y).double()
+        clean[start:stop] = (predict(model, x, batch_size=len(x)).argmax(1) == y).to(torch.uint8)
         signs = _image_signs(seed, range(start, stop), tuple(x.shape[1:])).to(x.device)
         column = 0
         for f in frequencies:
             banded = band_pass(signs, f, width=width)
             for e in epsilons:
                 logits = predict(model, x + e * banded, batch_size=len(x))
-                noisy[start:stop, column] = (logits.argmax(1) == y).double()
+                noisy[start:stop, column] = (logits.argmax(1) == y).to(torch.uint8)
                 column += 1
+    return {"conditions": [[float(f), float(e)] for f, e in conditions], "clean": clean, "noisy": noisy,
+            "width": float(width), "seed": int(seed), "dataset": dataset, "image_size": list(size)}
+
+
+def summarize(outcomes: dict, *, bootstrap: int = 1000, seed: int | None = None) -> pd.DataFrame:
+    """Accuracy drop per (frequency, eps) from :func:`noise_outcomes`, with paired intervals.
+
+    Returns:
+        One row per (frequency, eps): ``frequency`` (π), ``eps``, ``eps_pixels`` (eps in 0-255
+        levels, mean over channels; see :func:`eps_in_pixels`), ``band_fraction`` (share of
+        frequency bins in the band), ``clean_accuracy`` and ``noisy_accuracy`` (fractions, on
+        the same images), ``delta`` (noisy − clean, in percentage points), ``lo``, ``hi``
+        (95 % bootstrap interval of ``delta`` over images, paired), ``n_images``.
+    """
+    clean = outcomes["clean"].double()
+    noisy = outcomes["noisy"].double()
+    seed = outcomes["seed"] if seed is None else seed
     difference = 100 * (noisy - clean[:, None])  # paired, per image, in points
     lo, hi = bootstrap_interval(difference, reps=bootstrap, seed=seed)
+    size = tuple(outcomes.get("image_size", (32, 32)))
     rows = [
         dict(
             frequency=f,
             eps=e,
-            eps_pixels=float(np.mean(eps_in_pixels(e, dataset))),
-            band_fraction=masks[f].double().mean().item(),
+            eps_pixels=float(np.mean(eps_in_pixels(e, outcomes["dataset"]))),
+            band_fraction=band_mask(size, f, width=outcomes["width"]).double().mean().item(),
             clean_accuracy=clean.mean().item(),
             noisy_accuracy=noisy[:, j].mean().item(),
             delta=difference[:, j].mean().item(),
             lo=lo[j].item(),
             hi=hi[j].item(),
-            n_images=len(images),
+            n_images=len(clean),
         )
-        for j, (f, e) in enumerate(conditions)
+        for j, (f, e) in enumerate(outcomes["conditions"])
     ]
     frame = pd.DataFrame(rows, columns=_COLUMNS)
-    frame.attrs.update(width=width, seed=seed, bootstrap=bootstrap, dataset=dataset)
+    frame.attrs.update(width=outcomes["width"], seed=outcomes["seed"], bootstrap=bootstrap, dataset=outcomes["dataset"])
     return frame
+
+
+def noise_robustness(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    frequencies: Sequence[float],
+    eps: float | Sequence[float],
+    *,
+    width: float = HALF_WIDTH,
+    seed: int = 0,
+    batch_size: int = 256,
+    bootstrap: int = 1000,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Accuracy drop under band noise, per band centre and eps (Fig 2b).
+
+    :func:`noise_outcomes` followed by :func:`summarize`; same arguments (``seed`` also seeds
+    the bootstrap, ``bootstrap`` resamples of images for the paired interval, 0: NaN).
+    """
+    outcomes = noise_outcomes(model, images, labels, frequencies, eps, width=width, seed=seed,
+                              batch_size=batch_size, progress=progress)
+    return summarize(outcomes, bootstrap=bootstrap)
+
+
+def _band_columns(o: dict, frequencies: Sequence[float], eps: float) -> list[int]:
+    index = {(round(f, 9), round(e, 9)): j for j, (f, e) in enumerate(o["conditions"])}
+    wanted = [(round(float(f), 9), round(float(eps), 9)) for f in frequencies]
+    missing = [f for f, w in zip(frequencies, wanted) if w not in index]
+    if missing or not wanted:
+        measured = sorted({f for f, _ in o["conditions"]})
+        raise ValueError(f"frequencies {missing or list(frequencies)} at eps={eps} were not measured; measured: {measured}")
+    return [index[w] for w in wanted]
+
+
+def _band_per_image(o: dict, frequencies: Sequence[float], eps: float) -> torch.Tensor:
+    """Each image's accuracy change (0, ±100 points) averaged over the chosen bands."""
+    columns = _band_columns(o, frequencies, eps)
+    return 100 * (o["noisy"][:, columns].double() - o["clean"].double()[:, None]).mean(dim=1)
+
+
+def band_delta(outcomes: dict, frequencies: Sequence[float], eps: float, *, bootstrap: int = 1000,
+               seed: int = 0) -> tuple[float, float, float]:
+    """One model's accuracy change (points) averaged over some bands, with a 95 % interval over images.
+
+    Returns:
+        ``(value, lo, hi)``.
+
+    Raises:
+        ValueError: If a requested (frequency, eps) was not measured.
+    """
+    per_image = _band_per_image(outcomes, frequencies, eps)
+    lo, hi = bootstrap_interval(per_image[:, None], reps=bootstrap, seed=seed)
+    return per_image.mean().item(), lo.item(), hi.item()
+
+
+def band_contrast(
+    a: dict, b: dict, frequencies: Sequence[float], eps: float, *, bootstrap: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """How much less model ``a`` loses than model ``b`` to noise in some bands, image by image.
+
+    The statistic is mean over the chosen bands of Δaccuracy(a) − Δaccuracy(b), in points:
+    positive when ``a`` is the more robust. Both outcomes must come from the same images and
+    noise (same seed); the interval resamples images, keeping each image's outcomes paired
+    across bands and models.
+
+    Returns:
+        ``(value, lo, hi)`` with the 95 % bootstrap interval.
+
+    Raises:
+        ValueError: If the outcomes do not share images, seed and conditions, or a requested
+            (frequency, eps) was not measured.
+    """
+    if a["conditions"] != b["conditions"] or a["seed"] != b["seed"] or len(a["clean"]) != len(b["clean"]):
+        raise ValueError("band_contrast needs outcomes of the same images, noise seed and conditions")
+    difference = _band_per_image(a, frequencies, eps) - _band_per_image(b, frequencies, eps)
+    lo, hi = bootstrap_interval(difference[:, None], reps=bootstrap, seed=seed)
+    return difference.mean().item(), lo.item(), hi.item()

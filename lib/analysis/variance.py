@@ -17,11 +17,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lib.analysis.fourier import bootstrap_interval, per_image_statistics
+from lib.analysis.fourier import bootstrap_interval, comparable_units, per_image_statistics, unit_changes
 
-__all__ = ["feature_map_variance", "per_image_variance", "variance_by_depth"]
+__all__ = ["feature_map_variance", "per_image_variance", "variance_by_depth", "stage_growth"]
 
-_COLUMNS = ["name", "kind", "stage", "downsample", "index", "depth", "size", "value", "lo", "hi"]
+_COLUMNS = ["name", "kind", "stage", "downsample", "index", "depth", "size", "value", "lo", "hi",
+            "change", "change_lo", "change_hi"]
 
 
 def per_image_variance(feature_map: torch.Tensor) -> torch.Tensor:
@@ -80,7 +81,10 @@ def variance_by_depth(
     Returns:
         One row per unit of ``feature_maps``: ``name``, ``kind``, ``stage``, ``downsample``,
         ``index`` (position in ``units(model)``), ``depth`` (index / (n − 1)), ``size`` (H),
-        ``value`` (the variance), ``lo``, ``hi`` (95 % bootstrap interval over images).
+        ``value`` (the variance), ``lo``, ``hi`` (95 % bootstrap interval over images),
+        ``change``, ``change_lo``, ``change_hi`` (value minus the previous unit's, paired over
+        images; NaN for the first unit and units that change resolution or width; see
+        :func:`lib.analysis.fourier.unit_changes`).
         ``attrs`` holds ``images`` (their number), ``bootstrap`` and ``seed``. Maps narrower
         than 2 on a side (no supported CIFAR model has one) are skipped with a warning.
     """
@@ -90,6 +94,8 @@ def variance_by_depth(
     lo = hi = torch.empty(0)
     if measured:  # one set of resamples for every unit
         lo, hi = bootstrap_interval(torch.stack([m.values for m in measured], dim=1), reps=bootstrap, seed=seed)
+        change, c_lo, c_hi = unit_changes([m.values for m in measured], comparable_units(measured),
+                                          reps=bootstrap, seed=seed)
     rows = [
         dict(
             name=m.unit.name,
@@ -102,9 +108,36 @@ def variance_by_depth(
             value=m.values.mean().item(),
             lo=lo[j].item(),
             hi=hi[j].item(),
+            change=change[j].item(),
+            change_lo=c_lo[j].item(),
+            change_hi=c_hi[j].item(),
         )
         for j, m in enumerate(measured)
     ]
     frame = pd.DataFrame(rows, columns=_COLUMNS)
     frame.attrs.update(images=len(images), bootstrap=bootstrap, seed=seed)
     return frame
+
+
+def stage_growth(frame: pd.DataFrame) -> pd.DataFrame:
+    """Does the variance build up within each stage? First shape-preserving unit against the last unit.
+
+    Args:
+        frame: From :func:`variance_by_depth`.
+
+    Returns:
+        One row per stage with at least two shape-preserving units: ``stage``,
+        ``first`` and ``last`` (unit names), ``first_value``, ``last_value``, ``ratio``
+        (last / first) and ``grows`` (True when the last unit's 95 % interval lies wholly above
+        the first's). The stem (stage 0) is left out.
+    """
+    rows = []
+    for stage, group in frame[frame["stage"] > 0].groupby("stage", sort=True):
+        kept = group[~group["downsample"]]
+        if len(kept) < 2:
+            continue
+        first, last = kept.iloc[0], kept.iloc[-1]
+        rows.append(dict(stage=int(stage), first=first["name"], last=last["name"], first_value=first["value"],
+                         last_value=last["value"], ratio=last["value"] / first["value"],
+                         grows=bool(last["lo"] > first["hi"])))
+    return pd.DataFrame(rows, columns=["stage", "first", "last", "first_value", "last_value", "ratio", "grows"])

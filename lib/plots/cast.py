@@ -1,32 +1,13 @@
-"""Every figure of the book: one function per kind, tidy data in, a matplotlib Figure out.
-
-The theme is set once on import, and each model family keeps one colour in every chapter
-(ResNet blue, ViT orange, AlterNet green, pre-activation ResNet grey).
-"""
+"""Figures of the cast chapter: the data and the training curves."""
 
 from __future__ import annotations
-
-import matplotlib
-
-if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-    try:  # headless by default; notebooks keep their inline backend
-        import IPython  # noqa: F401
-
-        if IPython.get_ipython() is None:
-            matplotlib.use("Agg")
-    except ImportError:
-        matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 import pandas as pd
-import seaborn as sns
 import torch
 
-sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
-
-COLORS = {"resnet": "#1f77b4", "vit": "#ff7f0e", "alternet": "#2ca02c", "preresnet": "#7f7f7f"}
-LABELS = {"resnet": "ResNet", "vit": "ViT", "alternet": "AlterNet", "preresnet": "Pre-act ResNet"}
+from .style import COLORS, LABELS
 
 
 def image_grid(images: torch.Tensor, labels: torch.Tensor, classes: list[str], *, per_class: int = 8) -> plt.Figure:
@@ -62,19 +43,3 @@ def training_curves(history: pd.DataFrame) -> plt.Figure:
     axes[0].legend(frameon=False)
     fig.tight_layout()
     return fig
-
-
-def glue_figure(name: str, fig: plt.Figure) -> None:
-    """Hand ``fig`` to myst-nb's ``glue`` as a PNG (for a numbered, captioned ``{glue:figure}``), then close it.
-
-    Rendering the PNG here makes the output independent of the kernel's matplotlib backend.
-    """
-    import io
-
-    from IPython.display import Image
-    from myst_nb import glue
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    glue(name, Image(buffer.getvalue()), display=False)

@@ -1,0 +1,10 @@
+"""Every figure of the book: one function per kind, tidy data in, a matplotlib Figure out.
+
+``style`` sets the theme once and holds the colours; one module per chapter's kind of figure.
+Chapters call ``lib.plots.<function>`` and hand the figure to ``glue_figure``.
+"""
+
+from .style import COLORS, KIND_MARKERS, LABELS, MSA_SHADE, glue_figure  # noqa: I001  (style first: sets the backend)
+from .cast import image_grid, training_curves
+from .frequency import by_depth, noise_sweep, relative_log_amplitude_curves
+from .stages import *  # noqa: F403  (Chapter 3's figures; see lib/plots/stages.py)

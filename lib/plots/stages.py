@@ -1,0 +1,3 @@
+"""Figures of Chapter 3 (lesions, CKA, variance within stages)."""
+
+__all__: list[str] = []

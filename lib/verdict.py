@@ -1,0 +1,192 @@
+"""Verdicts computed from measurements: each check is a statistic, a pre-stated threshold and a comparison.
+
+A chapter states every statistic and threshold in its prose first, then builds one
+:class:`Check` per claim from the measured numbers; whether it holds is decided here, by the
+comparison, never by hand. With a 95 % interval the whole interval must lie on the claimed side
+of the threshold. :func:`record` writes the chapter's checks to
+``data/results/<profile>/<chapter>.json`` in the book's one schema (claim, statistic, value,
+interval, threshold, holds, budget, provenance), which the claims ledger renders, and returns
+the rounded table the chapter's last cell shows (and nbval compares).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from torch import nn
+
+from lib import runs, storage
+
+__all__ = ["OPS", "Check", "budget", "record", "results_path", "load"]
+
+OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Check:
+    """One claim tested against one pre-stated threshold.
+
+    Attributes:
+        claim: The paper's statement being tested, in a sentence.
+        statistic: What was measured, precisely enough to recompute it.
+        value: The measured statistic.
+        op: How ``value`` must compare with ``threshold`` for the claim to hold
+            (``"<"``, ``"<="``, ``">"``, ``">="``).
+        threshold: The bound, fixed before measuring.
+        interval: 95 % interval of ``value`` ``(lo, hi)``, or None; when given, both ends must
+            satisfy the comparison.
+        budget: What the number was measured on (profile, models, epochs, data fraction, seeds,
+            images); see :func:`budget`.
+        note: Optional qualifier shown in the table (e.g. "partly: across stages only").
+    """
+
+    claim: str
+    statistic: str
+    value: float
+    op: str
+    threshold: float
+    interval: tuple[float, float] | None = None
+    budget: dict = field(default_factory=dict)
+    note: str = ""
+
+    def __post_init__(self):
+        if self.op not in OPS:
+            raise ValueError(f"op={self.op!r} is not a comparison; valid: {sorted(OPS)}")
+        if self.interval is not None:
+            lo, hi = self.interval
+            if not lo <= hi:
+                raise ValueError(f"interval={self.interval!r} must be (lo, hi) with lo ≤ hi")
+
+    @property
+    def holds(self) -> bool:
+        """True when the value (and, if given, both ends of its interval) satisfy the comparison."""
+        compare = OPS[self.op]
+        points = [self.value] if self.interval is None else [self.value, *self.interval]
+        return all(not math.isnan(p) and compare(p, self.threshold) for p in points)
+
+    @property
+    def rule(self) -> str:
+        """The threshold in words, e.g. ``"> 0 (whole 95 % interval)"``."""
+        return f"{self.op} {_fmt(self.threshold)}" + (" (whole 95 % interval)" if self.interval is not None else "")
+
+    def row(self) -> dict:
+        return {
+            "claim": self.claim,
+            "statistic": self.statistic,
+            "value": float(self.value),
+            "interval": None if self.interval is None else [float(v) for v in self.interval],
+            "threshold": {"op": self.op, "value": float(self.threshold), "text": self.rule},
+            "holds": self.holds,
+            "note": self.note,
+            "budget": self.budget,
+        }
+
+
+def budget(*models: nn.Module, images: int | None = None, **extra) -> dict:
+    """What a result was measured on, from the models' training records.
+
+    Returns:
+        ``profile``, ``models`` (registered names), ``roles``, ``epochs``, ``fractions``,
+        ``seeds``, ``at`` (final / warmup), ``train_images``, plus ``images`` (analysed) and
+        any ``extra`` keys. Untrained models (no record) appear as ``"<name> at init"``.
+    """
+    out: dict = {"profile": None, "models": [], "roles": [], "epochs": [], "fractions": [], "seeds": [], "at": [],
+                 "train_images": []}
+    for m in models:
+        run = getattr(m, "book_run", None)
+        if run is None:
+            out["models"].append(f"{type(m).__name__} at init")
+            continue
+        spec = run["spec"]
+        out["profile"] = run["profile"]
+        for key, value in (("models", spec["model"]), ("roles", run["role"]), ("epochs", spec["recipe"]["epochs"]),
+                           ("fractions", spec["fraction"]), ("seeds", spec["seed"]), ("at", run["at"]),
+                           ("train_images", run["train_images"])):
+            if value not in out[key]:
+                out[key].append(value)
+    if images is not None:
+        out["images"] = int(images)
+    out.update(extra)
+    return out
+
+
+def results_path(chapter: str, profile: str) -> Path:
+    """``data/results/<profile>/<chapter>.json`` (a temporary folder for ``smoke``)."""
+    if profile == "smoke":
+        return runs.smoke_root() / "results" / f"{chapter}.json"
+    return Path(os.environ.get("BOOK_RESULTS_DIR", runs.REPO / "data" / "results")) / profile / f"{chapter}.json"
+
+
+def record(chapter: str, profile: str, checks: Sequence[Check], *, digits: int = 3, **provenance) -> pd.DataFrame:
+    """Write the chapter's verdict file and return its table for display.
+
+    Args:
+        chapter: The chapter's stem.
+        profile: The profile it ran under.
+        checks: One per claim or sub-claim, in the order the chapter tests them.
+        digits: Significant digits shown (the JSON keeps full precision).
+        provenance: Extra provenance (e.g. ``analysis_seconds``).
+
+    Returns:
+        One row per check: claim, statistic, value, 95 % interval, threshold, verdict
+        ("holds" / "does not hold"), rounded, free of timings (nbval compares it).
+    """
+    checks = list(checks)
+    if not checks:
+        raise ValueError("a verdict needs at least one check")
+    dataset = "cifar10"
+    document = {
+        "schema": SCHEMA,
+        "chapter": chapter,
+        "profile": profile,
+        "checks": [c.row() for c in checks],
+        "provenance": runs.provenance(dataset, **provenance),
+    }
+    storage.save_json(document, results_path(chapter, profile))
+    return table(checks, digits=digits)
+
+
+def table(checks: Iterable[Check], *, digits: int = 3) -> pd.DataFrame:
+    """The rounded display table of ``checks``."""
+    rows = []
+    for c in checks:
+        rows.append({
+            "claim": c.claim,
+            "statistic": c.statistic,
+            "value": _fmt(c.value, digits),
+            "95 % interval": "" if c.interval is None else f"[{_fmt(c.interval[0], digits)}, {_fmt(c.interval[1], digits)}]",
+            "threshold": c.rule,
+            "verdict": ("holds" if c.holds else "does not hold") + (f" ({c.note})" if c.note else ""),
+        })
+    return pd.DataFrame(rows)
+
+
+def load(profile: str = "cpu") -> pd.DataFrame:
+    """Every recorded check of ``profile``, one row each (for the ledger)."""
+    folder = results_path("x", profile).parent
+    rows = []
+    for path in sorted(folder.glob("*.json")):
+        doc = storage.load_json(path, rebuild_hint=f"Re-execute chapter {path.stem} to rewrite it.")
+        for c in doc["checks"]:
+            rows.append({"chapter": doc["chapter"], **c})
+    return pd.DataFrame(rows)
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    if isinstance(x, bool) or x is None:
+        return str(x)
+    if isinstance(x, int):
+        return str(x)
+    if math.isnan(x):
+        return "nan"
+    if x == 0:
+        return "0"
+    text = f"{x:.{digits}g}"
+    return text.replace("e-0", "e-").replace("e+0", "e")

@@ -1,0 +1,132 @@
+"""The analysis cache: hits, misses keyed by weights and parameters, BOOK_TRAINING=off, round trips."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from lib import cache
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("BOOK_TRAINING", "on")
+    return tmp_path
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Linear(3, 2)
+
+
+def test_computes_once_then_hits(results):
+    calls = []
+    c = cache.Cache("99_test", "cpu")
+    compute = lambda: calls.append(1) or {"x": 1.5}  # noqa: E731
+    assert c("a", compute, models=[_model()], params={"n": 3}) == {"x": 1.5}
+    assert c("a", compute, models=[_model()], params={"n": 3}) == {"x": 1.5}
+    assert len(calls) == 1 and c.timings["a"] == 0.0
+    assert (results / "cpu" / "cache" / "99_test" / "a.json").exists()
+
+
+def test_other_weights_or_params_miss_and_recompute_forces(results):
+    calls = []
+    c = cache.Cache("99_test", "cpu")
+    compute = lambda: calls.append(1) or len(calls)  # noqa: E731
+    c("a", compute, models=[_model(0)], params={"n": 3})
+    c("a", compute, models=[_model(1)], params={"n": 3})  # retrained model
+    c("a", compute, models=[_model(1)], params={"n": 4})  # other parameters
+    cache.Cache("99_test", "cpu", recompute=True)("a", compute, models=[_model(1)], params={"n": 4})
+    assert len(calls) == 4
+
+
+def test_miss_under_training_off_names_the_reason_and_the_rebuild_command(results, monkeypatch):
+    c = cache.Cache("99_test", "cpu")
+    c("a", lambda: 1, models=[_model(0)], params={"n": 3})
+    monkeypatch.setenv("BOOK_TRAINING", "off")
+    assert c("a", lambda: 2, models=[_model(0)], params={"n": 3}) == 1
+    with pytest.raises(cache.StaleCacheError, match=r"other model weights.*--chapters 99_test --recompute"):
+        c("a", lambda: 2, models=[_model(1)], params={"n": 3})
+    with pytest.raises(cache.StaleCacheError, match=r"parameters differ \(n\)"):
+        c("a", lambda: 2, models=[_model(0)], params={"n": 5})
+    with pytest.raises(cache.StaleCacheError, match="never built"):
+        c("b", lambda: 2)
+
+
+def test_smoke_always_computes_outside_the_repository(results, monkeypatch):
+    monkeypatch.setenv("BOOK_TRAINING", "off")
+    c = cache.Cache("99_test", "smoke")
+    assert c("a", lambda: 7) == 7
+    assert not (results / "smoke").exists()
+
+
+def test_frames_and_tensors_round_trip_exactly(results):
+    frame = pd.DataFrame({"name": ["a", "b"], "value": [0.1, float("nan")], "n": [1, 2], "ok": [True, False]})
+    frame.attrs.update(images=10)
+    tensor = torch.arange(6, dtype=torch.float64).reshape(2, 3) / 7
+    c = cache.Cache("99_test", "cpu")
+    first = c("a", lambda: {"frame": frame, "tensor": tensor, "list": [1, 2.5]})
+    again = c("a", lambda: None)
+    for got in (first, again):
+        pd.testing.assert_frame_equal(got["frame"], frame)
+        assert got["frame"].attrs == {"images": 10}
+        assert torch.equal(got["tensor"], tensor)
+        assert got["list"] == [1, 2.5]
+
+
+def test_corrupt_entry_is_an_error_naming_the_rebuild(results):
+    c = cache.Cache("99_test", "cpu")
+    c("a", lambda: 1)
+    c.path("a").write_text("{not json")
+    with pytest.raises(Exception, match="rebuild with: python -m lib.book run"):
+        c("a", lambda: 1)
+
+
+def test_bad_names_and_values_are_rejected(results):
+    c = cache.Cache("99_test", "cpu")
+    with pytest.raises(ValueError, match="invalid cache entry name"):
+        c("../x", lambda: 1)
+    with pytest.raises(TypeError, match="cannot cache a value of type object"):
+        c("x", lambda: object())
+
+
+def test_fingerprint_depends_on_every_weight():
+    a, b = _model(0), _model(0)
+    assert cache.fingerprint(a) == cache.fingerprint(b)
+    with torch.no_grad():
+        b.bias[1] += 1e-7
+    assert cache.fingerprint(a) != cache.fingerprint(b)
+
+
+def test_assert_close_passes_within_tolerance_and_raises_outside():
+    assert cache.assert_close("x", [1.0, 2.0], torch.tensor([1.0, 2.001]), atol=0.01) == pytest.approx(0.001, rel=1e-3)
+    assert cache.assert_close("nan", [float("nan")], [float("nan")]) == 0.0
+    with pytest.raises(cache.StaleCacheError, match="differs from the cache by up to 0.5"):
+        cache.assert_close("x", pd.Series([1.0, 2.5]), [1.0, 2.0], rtol=0.1)
+    with pytest.raises(cache.StaleCacheError, match="shape"):
+        cache.assert_close("x", [1.0], [1.0, 2.0])
+
+
+def test_apply_keys_on_function_model_and_argument_bytes(results):
+    calls = []
+
+    def analyse(model, images, *, scale=1.0, progress=True):
+        calls.append(1)
+        return float(model(images).sum() * scale)
+
+    c = cache.Cache("99_test", "cpu")
+    x = torch.ones(4, 3)
+    first = c.apply("a", analyse, _model(0), x, scale=2.0, progress=False)
+    assert c.apply("a", analyse, _model(0), x.clone(), scale=2.0, progress=True) == first  # progress is not a key
+    c.apply("a", analyse, _model(0), x + 1e-6, scale=2.0)  # other images
+    c.apply("a", analyse, _model(0), x, scale=3.0)  # other argument
+    assert len(calls) == 3
+
+
+def test_fingerprint_covers_integer_and_scalar_buffers():
+    bn = torch.nn.BatchNorm2d(2)  # num_batches_tracked is a 0-d int64 buffer
+    before = cache.fingerprint(bn)
+    bn.num_batches_tracked += 1
+    assert cache.fingerprint(bn) != before

@@ -1,0 +1,42 @@
+"""Verdicts are decided by the comparison and the interval, and written in the fixed schema."""
+
+import json
+
+import pytest
+
+from lib import verdict
+
+
+def test_holds_needs_the_value_and_the_whole_interval_on_the_claimed_side():
+    assert verdict.Check("c", "s", 0.3, ">", 0.0).holds
+    assert verdict.Check("c", "s", 0.3, ">", 0.0, interval=(0.1, 0.5)).holds
+    assert not verdict.Check("c", "s", 0.3, ">", 0.0, interval=(-0.1, 0.5)).holds
+    assert not verdict.Check("c", "s", -0.3, ">", 0.0).holds
+    assert verdict.Check("c", "s", 0.5, ">=", 0.5).holds and not verdict.Check("c", "s", 0.5, ">", 0.5).holds
+    assert not verdict.Check("c", "s", float("nan"), "<", 1.0).holds
+
+
+def test_bad_comparisons_and_intervals_are_rejected():
+    with pytest.raises(ValueError, match="valid:"):
+        verdict.Check("c", "s", 1.0, "==", 0.0)
+    with pytest.raises(ValueError, match="lo ≤ hi"):
+        verdict.Check("c", "s", 1.0, ">", 0.0, interval=(2.0, 1.0))
+
+
+def test_record_writes_the_schema_and_returns_a_rounded_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    checks = [
+        verdict.Check("MSAs are low-pass", "share of MSA units lowering ΔlogA", 0.833333, ">=", 0.5,
+                      budget={"profile": "cpu"}),
+        verdict.Check("flatter", "median difference", -0.123456, "<", 0.0, interval=(-0.2, 0.01)),
+    ]
+    shown = verdict.record("99_test", "cpu", checks)
+    assert shown["value"].tolist() == ["0.833", "-0.123"]
+    assert shown["verdict"].tolist() == ["holds", "does not hold"]
+    assert shown["95 % interval"].tolist() == ["", "[-0.2, 0.01]"]
+    doc = json.loads((tmp_path / "cpu" / "99_test.json").read_text())
+    assert set(doc["checks"][0]) == {"claim", "statistic", "value", "interval", "threshold", "holds", "note", "budget"}
+    assert doc["checks"][1]["interval"] == [-0.2, 0.01] and doc["checks"][1]["holds"] is False
+    assert {"git_sha", "data_source", "versions", "cpu"} <= set(doc["provenance"])
+    ledger = verdict.load("cpu")
+    assert ledger["chapter"].tolist() == ["99_test", "99_test"]
