@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = REPO / "chapters"
-BOOK_FILES = ("intro.md", "_config.yml", "_toc.yml")
+BOOK_FILES = ("intro.md", "ledger.md", "_config.yml", "_toc.yml")
 CAST = ("resnet", "vit", "alternet")
 
 # The trained runs each chapter loads through ``lib.runs.trained`` (role and keyword arguments).
@@ -37,6 +37,14 @@ def glue_values(prefix: str, values: dict) -> None:
     for key, value in values.items():
         value = value.item() if hasattr(value, "item") else value  # numpy scalars: glue formats their repr
         glue(f"{prefix}_{key}", value, display=False)
+
+
+def glue_checks(prefix: str, checks) -> None:
+    """``glue`` each verdict check's numbers as ``<prefix>_check<i>_value|lo|hi|verdict`` (i from 1), for prose."""
+    for i, check in enumerate(checks, start=1):
+        lo, hi = check.interval if check.interval is not None else (float("nan"), float("nan"))
+        glue_values(f"{prefix}_check{i}", {"value": float(check.value), "lo": float(lo), "hi": float(hi),
+                                           "verdict": "holds" if check.holds else "does not hold"})
 
 
 def chapter_paths(names: list[str] | None = None) -> list[Path]:
@@ -159,6 +167,10 @@ def run(profile: str, chapters: list[str] | None = None, *, device: str = "auto"
             print(f"  the executed notebook with the error is {target}", flush=True)
             return 1
         print(f"✓ {notebook.stem}: {seconds:.0f} s", flush=True)
+    from lib import ledger
+
+    for path in ledger.write(prof.name, root=root):
+        print(f"claims ledger: updated {path}", flush=True)
     if build:
         cmd = ["jupyter-book", "build", str(root), "-W", "-n", "--keep-going", "-q"]
         print("building the site:", " ".join(cmd), flush=True)

@@ -13,12 +13,14 @@ So that a stale cache cannot hide a regression, each chapter recomputes a small 
 compares it with :func:`assert_close`.
 
 Values that round-trip: numbers, strings, None, lists, dicts, pandas DataFrames (with their
-``attrs``) and torch tensors.
+``attrs``), torch tensors and dataclasses of those (e.g. ``lib.analysis.hessian.Spectrum``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import importlib
 import json
 import os
 import time
@@ -31,7 +33,7 @@ from torch import nn
 
 from lib import runs, storage
 
-__all__ = ["VERSION", "Cache", "StaleCacheError", "assert_close", "cache_root", "fingerprint", "rebuild_command"]
+__all__ = ["VERSION", "Cache", "StaleCacheError", "assert_close", "cache_root", "fingerprint", "rebuild_command", "slug"]
 
 VERSION = 1  # bump when the stored format changes: every entry then misses
 
@@ -55,6 +57,16 @@ def rebuild_command(chapter: str, profile: str) -> str:
 def _bytes(t: torch.Tensor) -> bytes:
     t = t.detach().cpu().contiguous().reshape(-1)  # 0-d tensors cannot be viewed as bytes
     return t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+
+
+def slug(text: str) -> str:
+    """An entry name from a label: ``"ViT, 2 % data"`` → ``"vit-2-data"``."""
+    import re
+
+    out = re.sub(r"[^a-z0-9]+", "-", text.lower().replace("×", "x")).strip("-")
+    if not out:
+        raise ValueError(f"cannot make an entry name from {text!r}")
+    return out
 
 
 def fingerprint(model: nn.Module) -> str:
@@ -82,6 +94,10 @@ def _encode(value):
         t = value.detach().cpu()
         return {"__type__": "Tensor", "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
                 "data": t.reshape(-1).tolist()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        return {"__type__": "dataclass", "class": f"{cls.__module__}:{cls.__qualname__}",
+                "fields": {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     if isinstance(value, Mapping):
         return {str(k): _encode(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -91,7 +107,7 @@ def _encode(value):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"cannot cache a value of type {type(value).__name__}; use numbers, strings, lists, dicts, "
-                    "DataFrames or tensors")
+                    "DataFrames, tensors or dataclasses of those")
 
 
 def _decode(value):
@@ -106,6 +122,16 @@ def _decode(value):
             return frame
         if kind == "Tensor":
             return torch.tensor(value["data"], dtype=getattr(torch, value["dtype"])).reshape(value["shape"])
+        if kind == "dataclass":
+            module, name = value["class"].split(":")
+            cls = importlib.import_module(module)
+            for part in name.split("."):
+                cls = getattr(cls, part)
+            fields = {k: _decode(v) for k, v in value["fields"].items()}
+            for f in dataclasses.fields(cls):  # JSON has no tuples
+                if isinstance(fields.get(f.name), list) and str(f.type).startswith("tuple"):
+                    fields[f.name] = tuple(fields[f.name])
+            return cls(**fields)
         return {k: _decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v) for v in value]

@@ -7,12 +7,14 @@ and the verdict is never typed by hand.
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
-from lib.analysis import robustness
-from lib.verdict import Check
+from lib.analysis import robustness, spectra
+from lib.verdict import Check, budget
 
-__all__ = ["low_pass"]
+__all__ = ["flat_losses", "low_pass", "stages_in_series"]
 
 KIND_NAMES = {"stem": "stem", "conv": "Conv", "msa": "MSA", "mlp": "MLP"}
 # Which kinds of unit the paper says lower (−) or raise (+) a statistic, per model of the cast.
@@ -26,6 +28,60 @@ def _share(counts: pd.DataFrame, model: str, kind: str, direction: str) -> tuple
         raise ValueError(f"no {kind} units of {model} in the counts; models: {sorted(counts['model'].unique())}")
     row = row.iloc[0]
     return float(row[f"{direction}_share"]), int(row[direction]), int(row["units"])
+
+
+def flat_losses(
+    spectrum: dict,
+    locality: pd.DataFrame,
+    states: dict,
+    *,
+    seed: int = 0,
+    accuracy_drop: float = 1.0,
+    loss_rise: float = 0.02,
+) -> list[Check]:
+    """Chapter 1's checks: flatter, non-convex, more so on small data, and locality does not hurt.
+
+    Args:
+        spectrum: label → ``Spectrum`` with keys ``"ResNet, warm-up"``, ``"ViT, warm-up"``,
+            ``"ResNet"``, ``"ViT"``, ``"ViT, 2 % data"``, ``"ViT, 10 % data"``,
+            ``"ViT, local 3×3"``, ``"ViT, local 5×5"``.
+        locality: ``lib.runs.compare_training`` of the global ViT (first row) and the local ones.
+        states: label → model, as ``spectrum``.
+        accuracy_drop: Largest test-accuracy drop (points) that still counts as "as well".
+        loss_rise: Largest rise of the last-epoch training loss that still counts as "as well".
+    """
+    def per_batch(name):
+        return spectrum[name].per_batch
+
+    def contrast(claim, a, b, statistic, op, words):
+        value, lo, hi = spectra.compare(per_batch(a), per_batch(b), statistic, seed=seed)
+        images = spectrum[b].batch_size * spectrum[b].batches
+        return Check(claim=claim, statistic=f"{statistic}: {words}", value=value, op=op, threshold=0.0, interval=(lo, hi),
+                     budget=budget(states[a], states[b], images=images, batches=spectrum[b].batches, k=spectrum[b].k))
+
+    checks = []
+    for when, suffix in (("end of warm-up", ", warm-up"), ("end of training", "")):
+        checks.append(contrast(f"ViT is flatter than ResNet ({when})", "ResNet" + suffix, "ViT" + suffix,
+                               "median positive eigenvalue", "<", "ViT − ResNet"))
+    for when, suffix in (("end of warm-up", ", warm-up"), ("end of training", "")):
+        checks.append(contrast(f"ViT has more negative eigenvalues than ResNet ({when})", "ResNet" + suffix,
+                               "ViT" + suffix, "negative mass", ">", "ViT − ResNet"))
+    for share in ("2 %", "10 %"):
+        checks.append(contrast(f"Less data, more non-convexity: ViT on {share} vs 100 %", "ViT", f"ViT, {share} data",
+                               "negative mass", ">", f"ViT({share}) − ViT(100 %)"))
+    rows = locality.set_index("model")
+    for name in locality["model"].iloc[1:]:
+        local = name.removeprefix("ViT, ")
+        pair = budget(states["ViT"], states[name])
+        checks.append(Check(claim=f"ViT with {local} attention trains as well: test accuracy",
+                            statistic=f"accuracy({local}) − accuracy(global), points", value=float(rows.loc[name, "Δaccuracy (points)"]),
+                            op=">=", threshold=-accuracy_drop, budget=pair))
+        checks.append(Check(claim=f"ViT with {local} attention trains as well: training loss",
+                            statistic=f"last-epoch training loss({local}) − (global)", value=float(rows.loc[name, "Δtrain loss"]),
+                            op="<=", threshold=loss_rise, budget=pair))
+        checks.append(contrast(f"ViT with {local} attention has less negative mass", "ViT", name, "negative mass", "<",
+                               f"{local} − global"))
+    return checks
 
 
 def low_pass(
@@ -90,4 +146,95 @@ def low_pass(
         statistic=f"Δacc(ResNet) − Δacc(ViT), points, mean over f ∈ {list(low_bands)}π, ε = {eps:g}",
         value=value, op=">", threshold=0.0, interval=(lo, hi), budget=noise_budget,
     ))
+    return checks
+
+
+
+def _interval(lo: float, hi: float) -> tuple[float, float] | None:
+    """``(lo, hi)``, or None when undefined (a contrast with an empty group; NaN never holds anyway)."""
+    return None if math.isnan(lo) or math.isnan(hi) else (lo, hi)
+
+
+def _row(frame: pd.DataFrame, role: str, column: str, key: str) -> pd.Series:
+    rows = frame[(frame["role"] == role) & (frame[column] == key)]
+    if len(rows) != 1:
+        raise ValueError(f"expected one row for role {role!r} and {column} {key!r}, found {len(rows)}")
+    return rows.iloc[0]
+
+
+def _share_true(values: pd.Series) -> tuple[float, int, int]:
+    """Share of true values, how many are true, of how many (NaN share for none)."""
+    values = values.dropna().astype(bool)
+    return (float(values.mean()) if len(values) else math.nan), int(values.sum()), len(values)
+
+
+def stages_in_series(
+    contrasts: pd.DataFrame,
+    costliest: pd.DataFrame,
+    blocks: pd.DataFrame,
+    growth: pd.DataFrame,
+    resets: pd.DataFrame,
+    *,
+    budgets: dict[str, dict],
+    start_share: float = 0.75,
+    every: float = 1.0,
+) -> list:
+    """Chapter 3's checks, with the statistics and thresholds its prose fixes before computing them.
+
+    Args:
+        contrasts: ``lib.analysis.stages.lesion_contrasts`` of each model, with a ``role`` column.
+        costliest: ``lib.analysis.stages.costliest_by_stage`` of each model, with a ``role`` column.
+        blocks: ``lib.analysis.stages.block_contrasts`` of each model, with a ``role`` column.
+        growth: ``lib.analysis.variance.stage_growth`` of each model, with a ``role`` column.
+        resets: ``lib.analysis.stages.variance_resets`` of each model, with a ``role`` column.
+        budgets: ``"lesion"``, ``"cka"`` and ``"variance"`` → role → ``lib.verdict.budget``.
+        start_share: Least share of ResNet stages whose start unit costs most when removed.
+        every: Least share of stages (boundaries) where the variance builds up (resets): all.
+    """
+    checks = []
+    lesion_rules = [
+        ("alternet", "end_msa_vs_middle", "AlterNet: removing an MSA at the end of a stage costs more than removing a "
+                                          "mid-stage unit"),
+        ("resnet", "start_vs_rest", "ResNet: removing a stage's first unit costs more than removing one of its "
+                                    "other units"),
+        ("vit", "middle_msa_vs_other_msa", "ViT (control, issue #41): in a single-stage ViT the middle MSAs matter most"),
+    ]
+    for role, name, claim in lesion_rules:
+        if name == "start_vs_rest":
+            value, n, total = _share_true(costliest.loc[costliest["role"] == role, "start_costliest"])
+            checks.append(Check(
+                claim="ResNet: the unit at the start of a stage matters most",
+                statistic=f"share of stages in which no unit's removal costs more accuracy than the first "
+                          f"shape-preserving unit's — {n} of {total}",
+                value=value, op=">=", threshold=start_share, budget=budgets["lesion"][role]))
+        row = _row(contrasts, role, "contrast", name)
+        checks.append(Check(
+            claim=claim,
+            statistic=f"Δacc, points: {row['compares']} ({row['units_a']} vs {row['units_b']} units)",
+            value=100 * row["value"], op="<", threshold=0.0, interval=_interval(100 * row["lo"], 100 * row["hi"]),
+            budget=budgets["lesion"][role], note="control" if role == "vit" else ""))
+    for form, words in (("plain", "within-stage CKA − between-stage CKA, all pairs of units (stem left out)"),
+                        ("matched", "within-stage CKA − between-stage CKA at equal distance between units, mean over "
+                                    "distances")):
+        for role in ("resnet", "alternet"):
+            row = _row(blocks, role, "form", form)
+            label = {"resnet": "ResNet", "alternet": "AlterNet"}[role]
+            claim = (f"{label}: unit outputs form one CKA block per stage" if form == "plain"
+                     else f"{label}: the CKA blocks remain at equal distance between units")
+            checks.append(Check(claim=claim, statistic=words, value=row["value"], op=">", threshold=0.0,
+                                interval=_interval(row["lo"], row["hi"]), budget=budgets["cka"][role]))
+    for role in ("resnet", "alternet"):
+        label = {"resnet": "ResNet", "alternet": "AlterNet"}[role]
+        value, n, total = _share_true(growth.loc[growth["role"] == role, "grows"])
+        checks.append(Check(
+            claim=f"{label}: feature-map variance builds up within every stage",
+            statistic=f"share of stages whose last unit's variance exceeds the first shape-preserving unit's "
+                      f"(95 % CIs apart) — {n} of {total}",
+            value=value, op=">=", threshold=every, budget=budgets["variance"][role]))
+        value, n, total = _share_true(resets.loc[resets["role"] == role, "resets"])
+        checks.append(Check(
+            claim=f"{label}: feature-map variance falls back at the start of every stage",
+            statistic=f"share of stage starts whose variance is below the previous stage's last unit's "
+                      f"(95 % CIs apart) — {n} of {total}",
+            value=value, op=">=", threshold=every, budget=budgets["variance"][role]))
     return checks

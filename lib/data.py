@@ -576,6 +576,52 @@ def random_crop_flip(
     return padded.reshape(b, c, -1).gather(2, index).view(b, c, h, w)
 
 
+def augmented_batches(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batches: int,
+    batch_size: int,
+    seed: int = 0,
+    crop_flip: bool = True,
+    dataset: str = "cifar10",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed, reproducible training batches as the training loop would see them (for Hessians and landscapes).
+
+    Batch ``b`` holds ``batch_size`` distinct images drawn by a generator seeded from
+    ``(seed, b)``, then randomly cropped and flipped with the same generator, so a small
+    training set (2 % of CIFAR-10 is 1,000 images) still yields as many different batches as
+    asked, and every model analysed on the same set sees the same batches.
+
+    Args:
+        images: uint8 ``[N, 3, H, W]`` (the model's own training set).
+        labels: ``[N]``.
+        batches, batch_size: How many batches of how many images (``batch_size`` ≤ N).
+        seed: Seed of the draws.
+        crop_flip: Apply the training recipe's random crop (padding 4) and flip.
+        dataset: Normalisation statistics.
+
+    Returns:
+        Normalised float32 images ``[batches·batch_size, 3, H, W]`` and their labels, batch
+        after batch.
+    """
+    _check_batch(images)
+    if len(images) != len(labels):
+        raise ValueError(f"images ({len(images)}) and labels ({len(labels)}) differ in length")
+    if batches < 1 or not 1 <= batch_size <= len(images):
+        raise ValueError(f"need batches ≥ 1 and 1 ≤ batch_size ≤ {len(images)} images, got {batches}, {batch_size}")
+    out_images, out_labels = [], []
+    for b in range(batches):
+        generator = torch.Generator().manual_seed((seed * 1_000_003 + b) & (2**63 - 1))
+        pick = torch.randperm(len(images), generator=generator)[:batch_size]
+        batch = images[pick]
+        if crop_flip:
+            batch = random_crop_flip(batch, generator=generator)
+        out_images.append(normalize(batch, dataset).float())
+        out_labels.append(labels[pick])
+    return torch.cat(out_images), torch.cat(out_labels)
+
+
 def _numpy_rng(generator: torch.Generator) -> np.random.Generator:
     """A numpy generator seeded from ``generator`` (numpy has the Beta sampler torch lacks)."""
     seed = torch.randint(0, 2**63 - 1, (1,), generator=generator, device=generator.device).item()

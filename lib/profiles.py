@@ -90,6 +90,33 @@ class Recipe:
 
 
 @dataclass(frozen=True)
+class Analysis:
+    """How much data each cached analysis of the chapters looks at, under one profile.
+
+    The chapters read these rather than hard-coding sizes, so ``smoke`` stays a one-minute run
+    and ``paper`` can afford more; the chapters quote them next to every result.
+
+    Args:
+        hessian_batches, hessian_batch_size: Per-batch top-k spectra (Chapter 1, 4).
+        landscape_steps, landscape_images: Grid side and training images of 2-D loss landscapes.
+        slq_probes, slq_steps: Stochastic Lanczos quadrature of one batch Hessian.
+        trace_probes: Hutchinson probes of one batch Hessian's trace.
+        sweep_images: Test images of the band-noise sweep, the initialisation control and CKA.
+        recheck_images: Images of the live re-check of a cached Hessian.
+    """
+
+    hessian_batches: int = 8
+    hessian_batch_size: int = 128
+    landscape_steps: int = 11
+    landscape_images: int = 512
+    slq_probes: int = 2
+    slq_steps: int = 40
+    trace_probes: int = 30
+    sweep_images: int = 2000
+    recheck_images: int = 64
+
+
+@dataclass(frozen=True)
 class Profile:
     """A budget: dataset, the model playing each role, the recipe, and how much data to use.
 
@@ -101,6 +128,7 @@ class Profile:
         train_fraction: share of the training set a run uses when the caller does not say.
         test_fraction: share of the test set used for the per-epoch and final evaluation.
         device: where this profile is meant to run (``cpu`` or ``cuda``), for the runner's estimate.
+        analysis: how much data the cached analyses look at (:class:`Analysis`).
     """
 
     name: str
@@ -110,6 +138,7 @@ class Profile:
     train_fraction: float = 1.0
     test_fraction: float = 1.0
     device: str = "cpu"
+    analysis: Analysis = Analysis()
 
     def model_name(self, role: str) -> str:
         if role not in self.roles:
@@ -125,6 +154,8 @@ PROFILES: dict[str, Profile] = {
         recipe=Recipe(epochs=2, warmup_epochs=1, batch_size=50, lr=2e-3, save_every=5),
         train_fraction=0.01,  # 500 images, class-balanced
         test_fraction=0.05,  # 500 images
+        analysis=Analysis(hessian_batches=2, hessian_batch_size=8, landscape_steps=3, landscape_images=16, slq_probes=1,
+                          slq_steps=5, trace_probes=3, sweep_images=100, recheck_images=8),
     ),
     "cpu": Profile(
         name="cpu",
@@ -143,6 +174,8 @@ PROFILES: dict[str, Profile] = {
             num_workers=8,
         ),
         device="cuda",
+        analysis=Analysis(hessian_batches=32, hessian_batch_size=128, landscape_steps=21, landscape_images=4096,
+                          slq_probes=8, slq_steps=80, trace_probes=100, sweep_images=10000, recheck_images=64),
     ),
 }
 

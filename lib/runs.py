@@ -186,6 +186,39 @@ def test_set(profile: str = "cpu", *, limit: int | None = None) -> tuple[torch.T
     return images, labels
 
 
+def recipe_of(model: nn.Module) -> profiles.Recipe:
+    """The training recipe a trained model (from :func:`trained`) was trained with."""
+    run = getattr(model, "book_run", None)
+    if run is None:
+        raise ValueError("this model has no training record; load it with lib.runs.trained(...)")
+    return profiles.Recipe(**run["spec"]["recipe"])
+
+
+def training_loss(model: nn.Module) -> dict:
+    """The training loss's settings as Hessian and landscape arguments: ``label_smoothing``, ``weight_decay``.
+
+    The weight decay enters as the L2 term (wd/2)·‖w‖² (METHODS §4).
+    """
+    recipe = recipe_of(model)
+    return {"label_smoothing": float(recipe.label_smoothing), "weight_decay": float(recipe.weight_decay)}
+
+
+def training_batches(model: nn.Module, *, batches: int, batch_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed batches of the model's own training set with the random crop and flip (``data.augmented_batches``).
+
+    For Hessians and landscapes on the data the model was trained on (its fraction, its seed).
+    Under the ``paper`` recipe RandAugment and Mixup/CutMix are left out: crop and flip only.
+    """
+    run = getattr(model, "book_run", None)
+    if run is None:
+        raise ValueError("this model has no training record; load it with lib.runs.trained(...)")
+    prof = profiles.get(run["profile"])
+    spec = run["spec"]
+    images, labels = data.load(prof.dataset, "train", fraction=spec["fraction"] * prof.train_fraction, seed=spec["seed"])
+    return data.augmented_batches(images, labels, batches=batches, batch_size=min(batch_size, len(images)), seed=seed,
+                                  crop_flip=True, dataset=prof.dataset)
+
+
 def _load(role, profile, seed, fraction, at, overrides, folder: Path) -> nn.Module:
     cmd = train_command(role, profile, seed, fraction, overrides)
     hint = f"Delete {folder} and retrain it with: {cmd}"
@@ -248,6 +281,8 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
     recipe = _recipe(prof, recipe_over)
     # a profile may train on a share of the data (smoke); a run's own fraction is a share of that
     train_set = data.load(prof.dataset, "train", fraction=fraction * prof.train_fraction, seed=seed)
+    if prof.name == "smoke" and len(train_set[0]) < recipe.batch_size:  # smoke only proves the path runs:
+        recipe = dataclasses.replace(recipe, batch_size=len(train_set[0]))  # a tiny fraction gets one small batch
     test_set = data.load(prof.dataset, "test", fraction=prof.test_fraction, seed=0)
     monitor_set = _monitor_set(test_set, fraction)
     model = build(role, prof.name, seed=seed, **overrides)
@@ -380,6 +415,29 @@ def table(trained_models: dict[str, nn.Module]) -> "pd.DataFrame":
             "training time (min)": run["provenance"]["wall_seconds"] / 60,
         })
     return pd.DataFrame(rows)
+
+
+def compare_training(trained_models: dict[str, nn.Module]) -> "pd.DataFrame":
+    """How well each model trained, against the first one: test accuracy and NLL, last-epoch training loss.
+
+    The training loss is the recipe's (label-smoothed, on augmented batches), averaged over the
+    last epoch, as the paper's "NLL_train" (METHODS §11).
+
+    Returns:
+        One row per model: ``model``, ``accuracy (%)``, ``test NLL``, ``train loss``,
+        ``Δaccuracy (points)`` and ``Δtrain loss`` relative to the first row.
+    """
+    import pandas as pd
+
+    rows = []
+    for name, model in trained_models.items():
+        run = model.book_run
+        rows.append({"model": name, "accuracy (%)": 100 * run["test"]["final"]["accuracy"],
+                     "test NLL": run["test"]["final"]["nll"], "train loss": run["history"][-1]["train_loss"]})
+    frame = pd.DataFrame(rows)
+    frame["Δaccuracy (points)"] = frame["accuracy (%)"] - frame["accuracy (%)"].iloc[0]
+    frame["Δtrain loss"] = frame["train loss"] - frame["train loss"].iloc[0]
+    return frame
 
 
 def curves(trained_models: dict[str, nn.Module]) -> "pd.DataFrame":

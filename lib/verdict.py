@@ -41,7 +41,7 @@ class Check:
             (``"<"``, ``"<="``, ``">"``, ``">="``).
         threshold: The bound, fixed before measuring.
         interval: 95 % interval of ``value`` ``(lo, hi)``, or None; when given, both ends must
-            satisfy the comparison.
+            satisfy the comparison (an undefined, NaN, interval never does).
         budget: What the number was measured on (profile, models, epochs, data fraction, seeds,
             images); see :func:`budget`.
         note: Optional qualifier shown in the table (e.g. "partly: across stages only").
@@ -61,7 +61,7 @@ class Check:
             raise ValueError(f"op={self.op!r} is not a comparison; valid: {sorted(OPS)}")
         if self.interval is not None:
             lo, hi = self.interval
-            if not lo <= hi:
+            if not (math.isnan(lo) or math.isnan(hi)) and not lo <= hi:
                 raise ValueError(f"interval={self.interval!r} must be (lo, hi) with lo ≤ hi")
 
     @property

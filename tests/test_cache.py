@@ -1,6 +1,5 @@
 """The analysis cache: hits, misses keyed by weights and parameters, BOOK_TRAINING=off, round trips."""
 
-import json
 
 import pandas as pd
 import pytest
@@ -130,3 +129,17 @@ def test_fingerprint_covers_integer_and_scalar_buffers():
     before = cache.fingerprint(bn)
     bn.num_batches_tracked += 1
     assert cache.fingerprint(bn) != before
+
+
+def test_dataclasses_of_the_analyses_round_trip(results):
+    from lib.analysis import hessian
+
+    spectrum = hessian.max_eigenvalue_spectrum(
+        torch.nn.Linear(4, 3).double(), torch.randn(8, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]),
+        k=2, batch_size=4, method="lanczos", progress=False)
+    c = cache.Cache("99_test", "cpu")
+    c("s", lambda: spectrum)
+    again = c("s", lambda: None)
+    assert isinstance(again, hessian.Spectrum)
+    assert torch.equal(again.values, spectrum.values) and again.method == "lanczos" and again.k == 2
+    pd.testing.assert_frame_equal(again.frame(), spectrum.frame())

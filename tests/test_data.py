@@ -520,3 +520,22 @@ def test_paper_loader_batches_do_not_depend_on_worker_count():
         assert torch.equal(x0, x2) and torch.equal(y0, y2)
     other_epoch = list(data.paper_loader(images, labels, 4, seed=1, epoch=3))
     assert not torch.equal(torch.cat([x for x, _ in single]), torch.cat([x for x, _ in other_epoch]))
+
+
+def test_augmented_batches_are_distinct_within_a_batch_reproducible_and_augmented():
+    from lib import data as d
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (20, 3, 8, 8), generator=g, dtype=torch.uint8)
+    labels = torch.arange(20)
+    x, y = d.augmented_batches(images, labels, batches=3, batch_size=16, seed=1)
+    assert x.shape == (48, 3, 8, 8) and x.dtype == torch.float32
+    for b in range(3):
+        assert len(set(y[16 * b : 16 * (b + 1)].tolist())) == 16  # no image twice in a batch
+    again = d.augmented_batches(images, labels, batches=3, batch_size=16, seed=1)
+    assert torch.equal(x, again[0]) and torch.equal(y, again[1])
+    plain, plain_y = d.augmented_batches(images, labels, batches=1, batch_size=16, seed=1, crop_flip=False)
+    assert torch.equal(plain, d.normalize(images[plain_y]).float())
+    assert not torch.equal(x[:16], plain)  # cropped and flipped
+    with pytest.raises(ValueError, match="batch_size"):
+        d.augmented_batches(images, labels, batches=1, batch_size=21)

@@ -9,12 +9,14 @@ bit-identical.
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import torch
 
 from lib import models
-from lib.analysis.lesion import _paired_bootstrap, lesion, lesionable, lesioned
+from lib.analysis.lesion import _paired_bootstrap, delta_correct, lesion, lesionable, lesioned
 from lib.data import normalize
 from lib.metrics import evaluate, predict
 
@@ -217,6 +219,36 @@ def test_uint8_and_normalised_images_give_the_same_frame(data):
         lesion(model, images, labels, bootstrap=50, progress=False),
         lesion(model, normalize(images, "cifar10"), labels, bootstrap=50, progress=False),
     )
+
+
+# --- per-image flips -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SMOKE)
+def test_flips_record_which_images_each_lesion_turned_wrong_or_right(name, data):
+    model = _model(name)
+    plain = lesion(model, *data, bootstrap=20, progress=False)
+    frame = lesion(model, *data, bootstrap=20, progress=False, flips=True)
+    pd.testing.assert_frame_equal(frame[plain.columns], plain)  # the same numbers, two more columns
+    intact = predict(model, data[0]).argmax(1) == data[1]
+    for row in frame.itertuples():
+        with lesioned(model, row.name):
+            after = predict(model, data[0]).argmax(1) == data[1]
+        assert row.lost == torch.nonzero(intact & ~after).flatten().tolist()
+        assert row.gained == torch.nonzero(~intact & after).flatten().tolist()
+    delta = delta_correct(frame)
+    assert delta.shape == (len(frame), len(data[0]))
+    assert delta.mean(dim=1).tolist() == pytest.approx(frame["delta_accuracy"].tolist(), abs=1e-12)
+
+
+def test_flips_survive_the_analysis_cache(data):
+    from lib.cache import _decode, _encode
+
+    frame = lesion(_model("resnet50_smoke"), *data, bootstrap=0, progress=False, flips=True)
+    back = _decode(json.loads(json.dumps(_encode(frame))))
+    torch.testing.assert_close(delta_correct(back), delta_correct(frame))
+    with pytest.raises(ValueError, match="flips=True"):
+        delta_correct(frame.drop(columns=["lost"]))
 
 
 # --- bad inputs -------------------------------------------------------------------------------

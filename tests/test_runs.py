@@ -101,3 +101,32 @@ def test_corrupt_checkpoint_is_an_error_with_its_path(smoke_cache):
     (folder / "meta.json").unlink()
     with pytest.raises(storage.CorruptFileError, match="no meta.json"):
         runs.trained("vit", "smoke", progress=False)
+
+
+def test_test_set_limit_keeps_a_class_balanced_nested_subset():
+    images, labels = runs.test_set("smoke")
+    small, small_labels = runs.test_set("smoke", limit=100)
+    assert len(small) == 100 and torch.equal(small_labels.bincount(), torch.full((10,), 10))
+    assert len(runs.test_set("smoke", limit=10**6)[0]) == len(images)
+    with pytest.raises(ValueError, match="limit"):
+        runs.test_set("smoke", limit=0)
+
+
+@pytest.mark.slow
+def test_a_small_data_run_records_its_recipe_batches_and_monitor(smoke_cache):
+    model = runs.trained("vit", "smoke", fraction=0.1, progress=False)  # 50 images: one smoke batch
+    tiny = runs.trained("vit", "smoke", fraction=0.02, progress=False)  # 10 images: smoke shrinks its batch to fit
+    assert tiny.book_run["train_images"] == 10
+    assert runs.recipe_of(model).label_smoothing == profiles.get("smoke").recipe.label_smoothing
+    assert runs.training_loss(model) == {"label_smoothing": 0.1, "weight_decay": 0.05}
+    x, y = runs.training_batches(tiny, batches=3, batch_size=8, seed=0)
+    assert x.shape == (24, 3, 32, 32) and x.dtype == torch.float32
+    train_images, train_labels = data.load("cifar10", "train", fraction=0.02 * profiles.get("smoke").train_fraction, seed=0)
+    assert set(y.tolist()) <= set(train_labels.tolist())
+    again = runs.training_batches(tiny, batches=3, batch_size=8, seed=0)
+    assert torch.equal(x, again[0])
+    table = runs.compare_training({"a": model, "b": tiny})
+    assert table["Δaccuracy (points)"].iloc[0] == 0
+    assert table["Δtrain loss"].iloc[1] == pytest.approx(table["train loss"].iloc[1] - table["train loss"].iloc[0])
+    with pytest.raises(ValueError, match="no training record"):
+        runs.training_loss(torch.nn.Linear(2, 2))

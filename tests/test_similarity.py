@@ -17,6 +17,8 @@ import torch
 from lib import models
 from lib.analysis.similarity import (
     _batches,
+    batch_hsic,
+    cka_from_batches,
     cka_matrix,
     linear_cka,
     minibatch_cka,
@@ -219,3 +221,24 @@ def test_cka_matrix_rejects_bad_inputs(images):
         cka_matrix(model, images, batch_size=3, progress=False)
     with pytest.raises(ValueError, match="at least 4 images"):
         cka_matrix(model, images[:3], progress=False)
+
+
+@pytest.mark.parametrize("name", ["resnet50_smoke", "alternet50_smoke"])
+def test_batch_hsic_averaged_is_the_cka_matrix(name, images):
+    torch.manual_seed(0)
+    model = models.create(name)
+    images = torch.cat([images, images.flip(0)[:8]])  # 24 images: three batches of 8
+    hsic = batch_hsic(model, images, batch_size=8, progress=False)
+    size = len(models.units(model))
+    assert hsic.shape == (3, size, size) and hsic.dtype == torch.float64
+    torch.testing.assert_close(cka_from_batches(hsic), cka_matrix(model, images, batch_size=8, progress=False),
+                               rtol=1e-12, atol=1e-12)
+    assert model.training  # mode restored
+    # a batch drawn alone gives that batch's CKA; counts need one entry per batch
+    torch.testing.assert_close(cka_from_batches(hsic, counts=torch.tensor([0, 1, 0])), cka_from_batches(hsic[1:2]))
+    twice = cka_from_batches(torch.cat([hsic, hsic[:1]]))  # batch 0 counted twice
+    torch.testing.assert_close(cka_from_batches(hsic, counts=torch.tensor([2, 1, 1])), twice)
+    with pytest.raises(ValueError, match="counts"):
+        cka_from_batches(hsic, counts=torch.ones(2))
+    with pytest.raises(ValueError, match="batch_size"):
+        batch_hsic(model, images, batch_size=3, progress=False)

@@ -40,3 +40,7 @@ def test_record_writes_the_schema_and_returns_a_rounded_table(tmp_path, monkeypa
     assert {"git_sha", "data_source", "versions", "cpu"} <= set(doc["provenance"])
     ledger = verdict.load("cpu")
     assert ledger["chapter"].tolist() == ["99_test", "99_test"]
+
+
+def test_an_undefined_interval_never_holds():
+    assert not verdict.Check("c", "s", 0.3, ">", 0.0, interval=(float("nan"), float("nan"))).holds

@@ -212,6 +212,7 @@ def lesion(
     bootstrap: int = 1000,
     seed: int = 0,
     progress: bool = True,
+    flips: bool = False,
 ) -> pd.DataFrame:
     """Accuracy and NLL with each shape-preserving unit's residual branch removed (METHODS §10).
 
@@ -230,6 +231,10 @@ def lesion(
         bootstrap: Resamples of the images for the intervals (0: no intervals, NaN).
         seed: Seed of the resampling.
         progress: Show a tqdm bar (images done) on stderr.
+        flips: Also keep, per unit, which images the lesion turned wrong or right (columns
+            ``lost`` and ``gained``), so that statistics over several units can be resampled
+            over images later (:func:`delta_correct`). Two short lists of indices per unit
+            are far smaller to cache than a correctness matrix.
 
     Returns:
         One row per lesioned unit, in forward order, with columns ``name``, ``kind``,
@@ -240,8 +245,10 @@ def lesion(
         ``intact_nll``, ``delta_accuracy``, ``delta_nll`` (lesioned − intact),
         ``delta_accuracy_low``/``_high`` and ``delta_nll_low``/``_high`` (paired 95 %
         percentile bootstrap over images: each resample scores intact and lesioned model on
-        the same images). Accuracies are fractions. ``df.attrs`` holds ``images``,
-        ``bootstrap`` and ``seed``.
+        the same images). Accuracies are fractions. With ``flips``, ``lost`` and ``gained``:
+        sorted indices (into ``images``) of the images the intact model got right and the
+        lesioned one wrong, and the reverse. ``df.attrs`` holds ``images``, ``bootstrap`` and
+        ``seed``.
     """
     if images.ndim != 4:
         raise ValueError(f"images must be [N, 3, H, W], got {tuple(images.shape)}")
@@ -288,6 +295,10 @@ def lesion(
     for unit in targets:
         correct, nll_ = _per_image(torch.cat(lesion_logits[unit.name]), labels)
         diffs += [correct - correct0, nll_ - nll0]
+        changed = {}
+        if flips:
+            changed = dict(lost=torch.nonzero(correct < correct0).flatten().tolist(),
+                           gained=torch.nonzero(correct > correct0).flatten().tolist())
         rows.append(
             dict(
                 name=unit.name,
@@ -300,6 +311,7 @@ def lesion(
                 intact_nll=nll0.mean().item(),
                 delta_accuracy=(correct - correct0).mean().item(),
                 delta_nll=(nll_ - nll0).mean().item(),
+                **changed,
             )
         )
     if bootstrap and rows:
@@ -309,9 +321,26 @@ def lesion(
     for j, row in enumerate(rows):
         row["delta_accuracy_low"], row["delta_accuracy_high"] = low[2 * j], high[2 * j]
         row["delta_nll_low"], row["delta_nll_high"] = low[2 * j + 1], high[2 * j + 1]
-    frame = pd.DataFrame(rows, columns=_COLUMNS)
+    frame = pd.DataFrame(rows, columns=_COLUMNS + (["lost", "gained"] if flips else []))
     frame.attrs.update(images=len(images), bootstrap=bootstrap, seed=seed)
     return frame
+
+
+def delta_correct(frame: pd.DataFrame) -> torch.Tensor:
+    """Per-image change of correctness, lesioned − intact, from a ``lesion(..., flips=True)`` frame.
+
+    Returns:
+        ``[U, N]`` float64 in {−1, 0, +1}, rows in the frame's order, N = ``frame.attrs["images"]``;
+        the mean of row u is ``frame.delta_accuracy[u]``.
+    """
+    if not {"lost", "gained"} <= set(frame.columns) or "images" not in frame.attrs:
+        raise ValueError("delta_correct needs a frame from lesion(..., flips=True): columns 'lost', 'gained' "
+                         "and attrs['images']")
+    delta = torch.zeros(len(frame), int(frame.attrs["images"]), dtype=torch.float64)
+    for u, (lost, gained) in enumerate(zip(frame["lost"], frame["gained"])):
+        delta[u, torch.as_tensor(list(lost), dtype=torch.long)] = -1.0
+        delta[u, torch.as_tensor(list(gained), dtype=torch.long)] = 1.0
+    return delta
 
 
 _COLUMNS = [

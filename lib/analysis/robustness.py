@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lib.analysis.fourier import bootstrap_interval
-from lib.data import MEAN, STD, normalize
+from lib.data import STD, normalize
 from lib.metrics import predict
 
 __all__ = [

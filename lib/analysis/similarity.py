@@ -193,19 +193,63 @@ def cka_matrix(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256,
         the order of ``units(model)`` (the stem first). NaN for a unit whose output is
         constant over the images.
     """
+    return cka_from_batches(batch_hsic(model, images, batch_size=batch_size, progress=progress))
+
+
+@torch.no_grad()
+def batch_hsic(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256, progress: bool = True) -> torch.Tensor:
+    """The unbiased HSIC₁ between all unit outputs, one matrix per mini-batch.
+
+    The same mini-batches and features as :func:`cka_matrix`, but the per-batch HSIC matrices
+    are kept instead of averaged, so a statistic of the CKA matrix can be resampled over
+    mini-batches (:func:`cka_from_batches` with a bootstrap draw of batches). They are also
+    small enough to cache: ``B × U × U`` numbers.
+
+    Args:
+        model, images, batch_size, progress: As for :func:`cka_matrix`.
+
+    Returns:
+        ``[B, U, U]`` float64 CPU tensor, B = ⌈N / batch_size⌉ batches in image order.
+    """
     if batch_size < MIN_BATCH:
         raise ValueError(f"batch_size must be at least {MIN_BATCH} for the unbiased HSIC, got {batch_size}")
     if images.ndim != 4:
         raise ValueError(f"images must be [N, 3, H, W], got {tuple(images.shape)}")
     if len(images) < MIN_BATCH:
-        raise ValueError(f"cka_matrix needs at least {MIN_BATCH} images, got {len(images)}")
-    units(model)  # fail early, with its message, on an unsupported model
+        raise ValueError(f"CKA needs at least {MIN_BATCH} images, got {len(images)}")
+    units(model)
     batches = _batches(len(images), batch_size)
-    bar = tqdm(batches, desc="CKA", unit="batch", disable=not progress, file=sys.stderr, leave=False, ascii=True)
+    bar = tqdm(batches, desc="HSIC", unit="batch", disable=not progress, file=sys.stderr, leave=False, ascii=True)
     was_training = model.training
     model.eval()
     try:
-        return minibatch_cka([fmap for _, fmap in feature_maps(model, images[idx])] for idx in bar)
+        out = []
+        for idx in bar:
+            grams = torch.stack([_centred_gram(fmap).cpu() for _, fmap in feature_maps(model, images[idx])])
+            out.append(unbiased_hsic(grams))
+        return torch.stack(out)
     finally:
         bar.close()
         model.train(was_training)
+
+
+def cka_from_batches(hsic: torch.Tensor, *, counts: torch.Tensor | None = None) -> torch.Tensor:
+    """Mini-batch CKA from per-batch HSIC matrices (:func:`batch_hsic`), optionally reweighted.
+
+    Args:
+        hsic: ``[B, U, U]`` per-batch HSIC₁.
+        counts: ``[B]`` how often each batch is drawn (a bootstrap resample); all ones by
+            default, which gives :func:`cka_matrix`'s result.
+
+    Returns:
+        ``[U, U]`` float64: CKA of the (weighted) mean HSIC.
+    """
+    if hsic.ndim != 3 or hsic.shape[1] != hsic.shape[2]:
+        raise ValueError(f"hsic must be [B, U, U], got {tuple(hsic.shape)}")
+    hsic = hsic.to(torch.float64)
+    if counts is None:
+        return _cka_from_hsic(hsic.mean(dim=0))
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    if counts.shape != (hsic.shape[0],) or counts.sum() <= 0 or (counts < 0).any():
+        raise ValueError(f"counts must be [B={hsic.shape[0]}] non-negative with a positive sum, got {tuple(counts.shape)}")
+    return _cka_from_hsic(torch.einsum("b,bij->ij", counts, hsic) / counts.sum())

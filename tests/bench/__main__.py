@@ -4,7 +4,11 @@ Training throughput: for each model of the ``cpu`` cast, images/s of ``lib.train
 autocast, channels_last, tensor augmentation) against a plain fp32 PyTorch loop (AdamW,
 cross-entropy, no augmentation) on the same model and batch size. Ratios > 1 mean we are faster.
 
-    python -m tests.bench [--roles resnet vit alternet] [--steps 12] [--compile]
+Top Hessian eigenvalue (``tests/bench/hessian.py``): our Lanczos against a PyHessian-style power
+iteration on 128 training images of the cast's trained ResNet and ViT: speed-up and relative
+difference.
+
+    python -m tests.bench [--roles resnet vit alternet] [--steps 12] [--compile] [--skip training|hessian]
 """
 
 from __future__ import annotations
@@ -69,7 +73,17 @@ def main(argv=None) -> None:
     parser.add_argument("--roles", nargs="*", default=["resnet", "vit", "alternet"])
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--compile", action="store_true", help="also time the engine with torch.compile")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["training", "hessian"])
     args = parser.parse_args(argv)
+    if "training" not in args.skip:
+        training(args)
+    if "hessian" not in args.skip:
+        from tests.bench import hessian
+
+        hessian.run()
+
+
+def training(args) -> None:
     recipe = profiles.get("cpu").recipe
     print(f"training throughput, batch {recipe.batch_size}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"{'role':10s} {'model':16s} {'fp32 ref img/s':>15s} {'engine img/s':>13s} {'ratio':>6s}")
