@@ -1,6 +1,6 @@
 # The book's commands. Each target creates .venv itself on first use.
 #   make book                 execute the chapters (cpu profile, in place) and build the site
-#   make test                 unit tests, smoke run of every chapter, nbval, strict site build
+#   make test                 unit tests, smoke run of every chapter, nbval, strict site build, site in a browser
 #   make bench                benchmarks, as ratios against references measured in the same run
 #   make chapters PROFILE=…   execute the chapters under another profile (smoke | cpu | paper)
 
@@ -29,10 +29,11 @@ chapters: venv
 	$(PY) -m lib.book run --profile $(PROFILE) $(if $(CHAPTERS),--chapters $(CHAPTERS))
 
 test: venv
-	@$(PY) -m lib.book stage "unit tests" -- env $(TEST_ENV) $(PY) -m pytest tests -q -m "not chapters"
+	@$(PY) -m lib.book stage "unit tests" -- env $(TEST_ENV) $(PY) -m pytest tests -q -m "not chapters and not site"
 	@$(PY) -m lib.book stage "chapter smoke runs" -- env $(TEST_ENV) $(PY) -m pytest tests -q -m chapters
 	@$(PY) -m lib.book stage "nbval" -- env $(TEST_ENV) $(PY) -m pytest --nbval chapters/ -q
 	@$(PY) -m lib.book stage "strict site build" -- env $(TEST_ENV) $(VENV)/bin/jupyter-book build . -W -n --keep-going -q
+	@$(PY) -m lib.book stage "site in a browser" -- env $(TEST_ENV) $(PY) -m pytest tests -q -m site
 
 bench: venv
 	env PYTHONUNBUFFERED=1 $(PY) -m tests.bench

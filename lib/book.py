@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = REPO / "chapters"
-BOOK_FILES = ("intro.md", "ledger.md", "_config.yml", "_toc.yml")
+BOOK_FILES = ("intro.md", "ledger.md", "bibliography.md", "references.bib", "_config.yml", "_toc.yml")
 CAST = ("resnet", "vit", "alternet")
 
 # The trained runs each chapter loads through ``lib.runs.trained`` (role and keyword arguments).
