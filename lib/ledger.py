@@ -102,9 +102,20 @@ table is generated from the chapters' verdict files; re-executing a chapter upda
 """
 
 
+def differences_markdown(profile: str = "cpu") -> str:
+    """:func:`lib.differences.table` of every chapter as a Markdown table."""
+    from lib import differences
+
+    table = differences.table(None, profile)
+    lines = ["| | paper | ours |", "| --- | --- | --- |"]
+    lines += [f"| {_cell(what)} | {_cell(row['paper'])} | {_cell(row['ours'])} |" for what, row in table.iterrows()]
+    return "\n".join(lines) + "\n"
+
+
 def page(profile: str = "cpu") -> str:
-    """The website's ledger page."""
-    return INTRO + render(profile)
+    """The website's ledger page: the claims, then how our budget and methods differ from the paper's."""
+    return (INTRO + render(profile) + f"\n## How the `{profile}` budget differs from the paper\n\n"
+            + differences_markdown(profile))
 
 
 def write(profile: str = "cpu", root: Path = REPO) -> list[Path]:

@@ -1,0 +1,30 @@
+"""The differences tables are generated from the profiles, so they follow what the chapters compute."""
+
+import dataclasses
+
+import pytest
+
+from lib import differences, profiles
+
+
+def test_chapter_table_has_the_shared_rows_then_the_chapters_methods():
+    table = differences.table("02_low_pass_msa", "cpu")
+    assert list(table.columns) == ["paper", "ours"]
+    assert {"data", "epochs", "noise amplitude ε", "noise band mask"} <= set(table.index)
+    assert "0.05, 0.1, 0.2, 0.7" in table.loc["noise amplitude ε", "ours"]
+    assert "cifar100" in table.loc["data", "paper"]
+
+
+def test_rows_read_the_profiles_analysis_sizes(monkeypatch):
+    cpu = profiles.get("cpu")
+    changed = dataclasses.replace(cpu, analysis=dataclasses.replace(cpu.analysis, hessian_batches=13))
+    monkeypatch.setitem(profiles.PROFILES, "cpu", changed)
+    rows = dict((what, ours) for what, _, ours in differences.methods("01_flat_losses", "cpu"))
+    assert "13 batches" in rows["Hessian spectra"]
+
+
+def test_every_chapter_for_the_ledger_and_a_clear_error_for_an_unknown_one():
+    every = differences.table(None, "cpu")
+    assert {"Hessian spectra", "Fourier data", "CKA"} <= set(every.index)
+    with pytest.raises(ValueError, match="chapters:"):
+        differences.methods("07_nope")
