@@ -6,7 +6,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .style import COLORS, KIND_MARKERS, LABELS, MSA_SHADE
+from .style import COLORS, KIND_LABELS, KIND_MARKERS, LABELS, MSA_SHADE
 
 
 def _panels(n: int, *, width: float = 3.6, height: float = 3.0, sharey: bool = False):
@@ -70,7 +70,7 @@ def by_depth(frames: dict[str, pd.DataFrame], ylabel: str, *, logy: bool = False
             ax.errorbar(group["depth"], group["value"],
                         yerr=[group["value"] - group["lo"], group["hi"] - group["value"]],
                         fmt=KIND_MARKERS.get(kind, "o"), color=color, ms=4.5, mfc="white" if kind == "msa" else color,
-                        elinewidth=0.8, capsize=0, zorder=3, label=kind.upper() if kind == "msa" else kind.capitalize())
+                        elinewidth=0.8, capsize=0, zorder=3, label=KIND_LABELS.get(kind, kind))
         ax.set(title=LABELS.get(role, role), xlabel="normalised depth", xlim=(-0.03, 1.03))
         if logy:
             ax.set_yscale("log")

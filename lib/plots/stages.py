@@ -10,12 +10,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .style import COLORS, KIND_MARKERS, LABELS, MSA_SHADE
+from .style import COLORS, KIND_LABELS, KIND_MARKERS, LABELS, MSA_SHADE
 
 __all__ = ["cka_heatmaps", "lesion_by_depth"]
 
 STAGE_SHADE = "#eef3fa"  # background of every other stage
-_KIND_LABELS = {"stem": "Stem", "conv": "Conv", "msa": "MSA", "mlp": "MLP"}
 
 
 def _step(frame: pd.DataFrame) -> float:
@@ -68,7 +67,7 @@ def lesion_by_depth(frames: dict[str, pd.DataFrame], *, sharey: bool = False) ->
             yerr = [y - 100 * group["delta_accuracy_low"], 100 * group["delta_accuracy_high"] - y]
             ax.errorbar(group["depth"], y, yerr=yerr, fmt=KIND_MARKERS.get(kind, "o"), color=color, ms=4.5,
                         mfc="white" if kind == "msa" else color, elinewidth=0.8, capsize=0, zorder=3,
-                        label=_KIND_LABELS.get(kind, kind))
+                        label=KIND_LABELS.get(kind, kind))
         ax.axhline(0, color="black", lw=0.6)
         ax.set_title(LABELS.get(role, role), pad=12)
         ax.set(xlabel="normalised depth", xlim=(-0.03, 1.03))

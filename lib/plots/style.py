@@ -25,6 +25,7 @@ sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
 COLORS = {"resnet": "#1f77b4", "vit": "#ff7f0e", "alternet": "#2ca02c", "preresnet": "#7f7f7f"}
 MSA_SHADE = "#d9d9d9"  # background of MSA units in by-depth figures
 KIND_MARKERS = {"stem": "s", "conv": "o", "msa": "D", "mlp": "^"}
+KIND_LABELS = {"stem": "Stem", "conv": "Conv", "msa": "MSA", "mlp": "MLP"}
 LABELS = {"resnet": "ResNet", "vit": "ViT", "alternet": "AlterNet", "preresnet": "Pre-act ResNet"}
 
 
