@@ -223,18 +223,16 @@ def stages_in_series(
                      else f"{label}: the CKA blocks remain at equal distance between units")
             checks.append(Check(claim=claim, statistic=words, value=row["value"], op=">", threshold=0.0,
                                 interval=_interval(row["lo"], row["hi"]), budget=budgets["cka"][role]))
+    variance_rules = [
+        (growth, "grows", "feature-map variance builds up within every stage",
+         "share of stages whose last unit's variance exceeds the first shape-preserving unit's"),
+        (resets, "resets", "feature-map variance falls back at the start of every stage",
+         "share of stage starts whose variance is below the previous stage's last unit's"),
+    ]
     for role in ("resnet", "alternet"):
         label = {"resnet": "ResNet", "alternet": "AlterNet"}[role]
-        value, n, total = _share_true(growth.loc[growth["role"] == role, "grows"])
-        checks.append(Check(
-            claim=f"{label}: feature-map variance builds up within every stage",
-            statistic=f"share of stages whose last unit's variance exceeds the first shape-preserving unit's "
-                      f"(95 % CIs apart) — {n} of {total}",
-            value=value, op=">=", threshold=every, budget=budgets["variance"][role]))
-        value, n, total = _share_true(resets.loc[resets["role"] == role, "resets"])
-        checks.append(Check(
-            claim=f"{label}: feature-map variance falls back at the start of every stage",
-            statistic=f"share of stage starts whose variance is below the previous stage's last unit's "
-                      f"(95 % CIs apart) — {n} of {total}",
-            value=value, op=">=", threshold=every, budget=budgets["variance"][role]))
+        for frame, column, claim, words in variance_rules:
+            value, n, total = _share_true(frame.loc[frame["role"] == role, column])
+            checks.append(Check(claim=f"{label}: {claim}", statistic=f"{words} (95 % CIs apart) — {n} of {total}",
+                                value=value, op=">=", threshold=every, budget=budgets["variance"][role]))
     return checks

@@ -176,14 +176,19 @@ def test_set(profile: str = "cpu", *, limit: int | None = None) -> tuple[torch.T
     sweeps that cannot afford the whole set); a limit above the set's size keeps it whole.
     """
     prof = profiles.get(profile)
-    images, labels = data.load(prof.dataset, "test", fraction=prof.test_fraction, seed=0)
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"limit must be a positive number of images, got {limit!r}")
-        if limit < len(images):
-            keep = data.subset_indices(labels, limit / len(images), seed=0)
-            images, labels = images[keep], labels[keep]
-    return images, labels
+    test = data.load(prof.dataset, "test", fraction=prof.test_fraction, seed=0)
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of images, got {limit!r}")
+    return test if limit is None else _balanced(test, limit)
+
+
+def _balanced(test, limit: int):
+    """A fixed, class-balanced, nested subset of about ``limit`` images (all of them if fewer)."""
+    images, labels = test
+    if limit >= len(images):
+        return test
+    keep = data.subset_indices(labels, limit / len(images), seed=0)
+    return images[keep], labels[keep]
 
 
 def recipe_of(model: nn.Module) -> profiles.Recipe:
@@ -338,11 +343,7 @@ def _monitor_set(test_set, fraction: float):
     """The test images scored after every epoch: all of them, or for a small-data run a fixed,
     class-balanced 2,000 (there an epoch is so short that scoring 10,000 images would cost more
     than training). Final metrics always use the whole test set."""
-    images, labels = test_set
-    if fraction >= 1 or len(images) <= MONITOR_IMAGES:
-        return test_set
-    keep = data.subset_indices(labels, MONITOR_IMAGES / len(images), seed=0)  # = test_set(limit=2000)
-    return images[keep], labels[keep]
+    return test_set if fraction >= 1 else _balanced(test_set, MONITOR_IMAGES)
 
 
 def provenance(dataset: str, **extra) -> dict:
