@@ -25,6 +25,9 @@ CAST = ("resnet", "vit", "alternet")
 # Under ``cpu`` every one must be committed; tests/test_cast.py checks that they are.
 CHAPTER_RUNS: dict[str, list[dict]] = {
     "00_cast": [{"role": role} for role in CAST],
+    "01_flat_losses": [{"role": "resnet"}, {"role": "vit"}, {"role": "resnet", "at": "warmup"}, {"role": "vit", "at": "warmup"},
+                       {"role": "vit", "fraction": 0.02}, {"role": "vit", "fraction": 0.1},
+                       {"role": "vit", "local": 3}, {"role": "vit", "local": 5}],
     "02_low_pass_msa": [{"role": role} for role in CAST],
     "03_stages_in_series": [{"role": role} for role in CAST],
 }

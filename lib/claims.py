@@ -14,7 +14,7 @@ import pandas as pd
 from lib.analysis import robustness, spectra
 from lib.verdict import Check, budget
 
-__all__ = ["flat_losses", "low_pass", "stages_in_series"]
+__all__ = ["flat_losses", "low_pass", "stages_in_series", "alternet", "paired_gaps", "shortfalls", "t_interval"]
 
 KIND_NAMES = {"stem": "stem", "conv": "Conv", "msa": "MSA", "mlp": "MLP"}
 # Which kinds of unit the paper says lower (−) or raise (+) a statistic, per model of the cast.
@@ -235,4 +235,163 @@ def stages_in_series(
             value, n, total = _share_true(frame.loc[frame["role"] == role, column])
             checks.append(Check(claim=f"{label}: {claim}", statistic=f"{words} (95 % CIs apart) — {n} of {total}",
                                 value=value, op=">=", threshold=every, budget=budgets["variance"][role]))
+    return checks
+
+
+# ---------------------------------------------------------------------------------- Chapter 4
+
+T_LEVEL = 0.95  # coverage of the t-intervals over seeds
+
+
+def t_interval(values, *, level: float = T_LEVEL) -> tuple[float, float, float]:
+    """Mean of ``values`` with its two-sided t-interval: ``(mean, lo, hi)``; NaN bounds for fewer than 2 values."""
+    values = [float(v) for v in values]
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    from scipy import stats
+
+    half = stats.t.ppf(1 - (1 - level) / 2, n - 1) * sd / math.sqrt(n)
+    return mean, float(mean - half), float(mean + half)
+
+
+def paired_gaps(frame: pd.DataFrame, a: str = "alternet", b: str = "preresnet", *, level: float = T_LEVEL) -> pd.DataFrame:
+    """Accuracy of role ``a`` minus role ``b`` per data fraction, paired by seed (same subset), in points.
+
+    Args:
+        frame: ``lib.sweeps.results``; only its ``"data"`` rows are used.
+        a, b: Roles compared.
+        level: Coverage of the t-interval over seeds.
+
+    Returns:
+        One row per fraction (ascending): ``fraction``, ``train images``, ``seeds`` (paired),
+        ``mean``, ``std`` (over seeds, n − 1), ``lo``, ``hi`` (t-interval; NaN for one seed).
+    """
+    data = frame[frame["group"] == "data"]
+    rows = []
+    for fraction, part in data.groupby("fraction", sort=True):
+        acc = part.pivot_table(index="seed", columns="role", values="accuracy (%)", aggfunc="first")
+        if a not in acc or b not in acc:
+            raise ValueError(f"fraction {fraction}: need runs of {a!r} and {b!r}, found roles {sorted(acc.columns)}")
+        gaps = (acc[a] - acc[b]).dropna()
+        mean, lo, hi = t_interval(gaps, level=level)
+        rows.append({"fraction": float(fraction), "train images": int(part["train images"].iloc[0]), "seeds": len(gaps),
+                     "mean": mean, "std": float(gaps.std()) if len(gaps) > 1 else math.nan, "lo": lo, "hi": hi})
+    return pd.DataFrame(rows)
+
+
+def shortfalls(frame: pd.DataFrame, role: str = "vit", reference: str = "alternet") -> pd.DataFrame:
+    """How far ``role`` falls behind ``reference`` at each data fraction: 1 − mean acc(role) / mean acc(reference).
+
+    Means are over seeds (``"data"`` rows of ``lib.sweeps.results``); one row per fraction, ascending,
+    with both means and the shortfall.
+    """
+    data = frame[frame["group"] == "data"]
+    means = data.groupby(["fraction", "role"])["accuracy (%)"].mean().unstack("role").sort_index()
+    if role not in means or reference not in means:
+        raise ValueError(f"need runs of {role!r} and {reference!r}, found roles {sorted(means.columns)}")
+    out = pd.DataFrame({"fraction": means.index.astype(float), f"{role} (%)": means[role].to_numpy(),
+                        f"{reference} (%)": means[reference].to_numpy()})
+    out["shortfall"] = 1 - out[f"{role} (%)"] / out[f"{reference} (%)"]
+    return out
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * float(fraction):g} %"
+
+
+def _sweep_budget(rows: pd.DataFrame) -> dict:
+    """``lib.verdict.budget``'s keys for runs known only by their rows of ``lib.sweeps.results``."""
+    def unique(column):
+        return [v.item() if hasattr(v, "item") else v for v in dict.fromkeys(rows[column])]
+
+    return {"profile": None, "models": unique("model"), "roles": unique("role"), "epochs": unique("epochs"),
+            "fractions": unique("fraction"), "seeds": sorted(unique("seed")), "at": ["final"],
+            "train_images": unique("train images")}
+
+
+def alternet(
+    frame: pd.DataFrame,
+    spectrum: dict,
+    outcomes: dict[str, dict],
+    states: dict,
+    *,
+    profile: str,
+    eps: float = 0.7,
+    high_bands=(0.7, 0.8, 0.9),
+    seed: int = 0,
+    level: float = T_LEVEL,
+) -> list[Check]:
+    """Chapter 4's checks: AlterNet matches or beats its CNN at every data size, and why.
+
+    Args:
+        frame: ``lib.sweeps.results`` of the chapter: ``"data"`` rows (AlterNet, its pre-activation
+            baseline and ViT at each fraction and seed) and ``"build-up"`` rows (seed 0, in the
+            sweep's order: the no-MSA baseline first, the full AlterNet last).
+        spectrum: label → ``Spectrum`` with keys ``"AlterNet, warm-up"``, ``"Pre-act ResNet, warm-up"``,
+            ``"AlterNet"`` and ``"Pre-act ResNet"`` (end of training).
+        outcomes: role → ``lib.analysis.robustness.noise_outcomes`` (``alternet``, ``preresnet``), same
+            images and noise seed.
+        states: label → model, as ``spectrum`` (for the budgets).
+        profile: The profile the sweep ran under (recorded in the budgets of the sweep's checks).
+        eps: The noise amplitude of the robustness check (Chapter 2's).
+        high_bands: Band centres (π) averaged for "high-frequency" noise (Chapter 2's).
+        seed: Seed of the bootstrap resampling.
+        level: Coverage of the t-intervals over seeds.
+
+    Returns:
+        One check per data fraction (AlterNet ≥ baseline), then ViT's shortfall on the smallest data,
+        the build-up, flatness at the end of warm-up and of training, and high-frequency robustness.
+    """
+    checks = []
+    data = frame[frame["group"] == "data"]
+    for _, g in paired_gaps(frame, level=level).iterrows():
+        rows = data[(data["fraction"] == g["fraction"]) & data["role"].isin(["alternet", "preresnet"])]
+        checks.append(Check(
+            claim=f"AlterNet is at least as accurate as its pre-activation CNN on {_percent(g['fraction'])} of the "
+                  "training data",
+            statistic=f"accuracy(AlterNet) − accuracy(Pre-act ResNet), points, mean over {int(g['seeds'])} seeds, "
+                      f"paired by seed (same {int(g['train images']):,} images), {100 * level:g} % t-interval",
+            value=g["mean"], op=">=", threshold=0.0, interval=(g["lo"], g["hi"]),
+            budget={**_sweep_budget(rows), "profile": profile}))
+    short = shortfalls(frame)
+    smallest, others = short.iloc[0], short.iloc[1:]
+    if others.empty:
+        raise ValueError("the ViT check needs at least two data fractions")
+    checks.append(Check(
+        claim="ViT falls behind most on the smallest data",
+        statistic=f"ViT's shortfall 1 − acc(ViT)/acc(AlterNet) on {_percent(smallest['fraction'])} minus its largest on "
+                  f"{', '.join(_percent(f) for f in others['fraction'])} (accuracies: means over seeds)",
+        value=float(smallest["shortfall"] - others["shortfall"].max()), op=">", threshold=0.0,
+        budget={**_sweep_budget(data[data["role"].isin(["vit", "alternet"])]), "profile": profile}))
+    build = frame[frame["group"] == "build-up"]
+    base, full = build[build["role"] == "preresnet"], build[build["role"] == "alternet"]
+    if len(base) != 1 or full.empty:
+        raise ValueError("the build-up needs one no-MSA baseline run and at least one AlterNet run")
+    base, full = base.iloc[0], full.iloc[-1]
+    checks.append(Check(
+        claim="Adding MSAs at the ends of stages helps: the full AlterNet beats its no-MSA baseline",
+        statistic=f"accuracy({full['label']}) − accuracy(no MSA), points, build-up runs at equal epochs "
+                  f"({int(full['epochs'])}), seed {int(full['seed'])}",
+        value=float(full["accuracy (%)"] - base["accuracy (%)"]), op=">", threshold=0.0,
+        budget={**_sweep_budget(build.loc[[base.name, full.name]]), "profile": profile}))
+    for when, suffix in (("end of warm-up", ", warm-up"), ("end of training", "")):
+        a, b = "Pre-act ResNet" + suffix, "AlterNet" + suffix
+        value, lo, hi = spectra.compare(spectrum[a].per_batch, spectrum[b].per_batch, "median positive eigenvalue", seed=seed)
+        checks.append(Check(
+            claim=f"AlterNet is flatter than its pre-activation CNN ({when})",
+            statistic="median positive eigenvalue: AlterNet − Pre-act ResNet (pooled top-5 per batch, batch bootstrap)",
+            value=value, op="<", threshold=0.0, interval=(lo, hi),
+            budget=budget(states[a], states[b], images=spectrum[b].batch_size * spectrum[b].batches,
+                          batches=spectrum[b].batches, k=spectrum[b].k)))
+    value, lo, hi = robustness.band_contrast(outcomes["alternet"], outcomes["preresnet"], list(high_bands), eps, seed=seed)
+    checks.append(Check(
+        claim="AlterNet is more robust than its pre-activation CNN to high-frequency noise",
+        statistic=f"Δacc(AlterNet) − Δacc(Pre-act ResNet), points, mean over f ∈ {list(high_bands)}π, ε = {eps:g}",
+        value=value, op=">", threshold=0.0, interval=(lo, hi),
+        budget=budget(states["AlterNet"], states["Pre-act ResNet"], images=len(outcomes["alternet"]["clean"]), eps=eps)))
     return checks

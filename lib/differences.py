@@ -12,10 +12,24 @@ import pandas as pd
 
 from lib import profiles
 
-__all__ = ["NOISE_EPS", "NOISE_VERDICT_EPS", "methods", "table"]
+__all__ = ["NOISE_EPS", "NOISE_VERDICT_EPS", "PAPER_BUILD_UP", "methods", "paper_build_up", "table"]
 
 NOISE_EPS = (0.05, 0.1, 0.2, 0.7)  # Chapter 2's band-noise amplitudes, normalised units, fixed in advance
 NOISE_VERDICT_EPS = 0.7  # the one its checks use: the authors' pseudo-code default (METHODS §8)
+
+# The paper's AlterNet build-up on CIFAR-100 (METHODS §7, read off the authors' Keynote charts = poster
+# Fig 8b): MSAs per stage, where the last one was added, test accuracy (%). The reading "then 5 in c3:
+# 83.19" is left out: which stage holds the fifth MSA is not certain.
+PAPER_BUILD_UP = (
+    ((0, 0, 0, 0), "pre-act ResNet, blocks (3, 4, 6, 4)", 82.5),
+    ((0, 0, 0, 1), "end of stage 4", 83.45),
+    ((0, 0, 0, 2), "stage 4 alternating", 83.66),
+    ((0, 0, 1, 2), "+ end of stage 3", 83.77),
+    ((0, 0, 2, 2), "+ another in stage 3", 83.52),
+    ((0, 1, 1, 2), "+ end of stage 2 (the final AlterNet)", 84.0),
+    ((1, 1, 1, 2), "+ stage 1", 83.80),
+    ((0, 2, 1, 2), "+ a second in stage 2", 83.39),
+)
 
 
 def methods(chapter: str, profile: str = "cpu") -> list[tuple[str, str, str]]:
@@ -53,10 +67,44 @@ def methods(chapter: str, profile: str = "cpu") -> list[tuple[str, str, str]]:
             ("lesion data", "test set", "whole test set, paired 95 % bootstrap"),
             ("CKA", "mini-batch CKA (no code released)", f"mini-batch linear CKA, {a.sweep_images:,} test images"),
         ],
+        "04_alternet": _alternet_methods(profile),
     }
     if chapter not in rows:
         raise ValueError(f"no method differences for chapter {chapter!r}; chapters: {sorted(rows)}")
     return rows[chapter]
+
+
+def _alternet_methods(profile: str) -> list[tuple[str, str, str]]:
+    """Chapter 4's rows, read from its sweep (``lib.sweeps``) and the profile's analysis sizes."""
+    from lib import sweeps
+
+    prof = profiles.get(profile)
+    a, b = prof.analysis, sweeps.budget("04_alternet", profile)
+    epochs = b.build_up_recipe.get("epochs", prof.recipe.epochs)
+    seeds = ", ".join(f"{b.seeds[f]} at {100 * f:g} %" for f in b.fractions)
+    return [
+        ("build-up", f"CIFAR-100, 305 epochs, one run per configuration, {len(PAPER_BUILD_UP)} configurations",
+         f"{prof.dataset}, {epochs} epoch{'s' * (epochs != 1)} (cast: {prof.recipe.epochs}), seed 0, "
+         f"{len(b.build_up)} configurations"),
+        ("small and large data", "CIFAR-100 (small) and ImageNet-1K (large), one run each [paper?]",
+         f"nested class-balanced {', '.join(f'{100 * f:g} %' for f in b.fractions)} of {prof.dataset}, same epochs; "
+         f"seeds: {seeds}"),
+        ("baseline CNN", "pre-act ResNet with AlterNet's blocks (build-up), ResNet-50 (headline table)",
+         f"pre-act ResNet with AlterNet's blocks ({prof.model_name('preresnet')}) throughout"),
+        ("Hessian spectra", "AlterNet vs ResNet at the end of warm-up (poster Fig 8d); no code released",
+         f"AlterNet vs its pre-act baseline, Lanczos top-5 per batch, {a.hessian_batches} batches of "
+         f"{a.hessian_batch_size}, end of warm-up and of training"),
+        ("robustness", "mean accuracy on CIFAR-100-C (presumably; poster Fig 8c)",
+         f"band noise as in Chapter 2 at ε = {NOISE_VERDICT_EPS}, {a.sweep_images:,} class-balanced test images"),
+    ]
+
+
+def paper_build_up() -> pd.DataFrame:
+    """The paper's CIFAR-100 build-up (:data:`PAPER_BUILD_UP`), labelled as ``lib.sweeps`` labels its runs."""
+    from lib import sweeps
+
+    return pd.DataFrame([{"label": sweeps.msa_label(msa), "MSAs per stage": msa, "added": added, "accuracy (%)": acc}
+                         for msa, added, acc in PAPER_BUILD_UP])
 
 
 def table(chapter: str | None = None, profile: str = "cpu") -> pd.DataFrame:

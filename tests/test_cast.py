@@ -22,7 +22,7 @@ def test_run_is_committed_and_reproduces_its_accuracy(chapter, run, test_set, mo
     monkeypatch.setenv("BOOK_TRAINING", "off")
     run = dict(run)
     model = runs.trained(run.pop("role"), "cpu", **run)
-    recorded = model.book_run["test"]["final"]
+    recorded = model.book_run["test"][run.get("at", "final")]
     assert model.book_run["test_images"] == len(test_set[0])
     measured = runs.evaluate(model, *test_set)
     assert measured["accuracy"] == pytest.approx(recorded["accuracy"], abs=1e-3)

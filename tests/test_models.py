@@ -459,3 +459,11 @@ def test_explicit_attention_switches_every_attention_module():
     model = models.create("alternet50_smoke")
     with models.explicit_attention(model):
         assert not any(getattr(m, "fused_attn", False) for m in model.modules())
+
+
+def test_cast_alternet_is_alternet_from_its_preresnet_baseline():
+    """The cpu cast's AlterNet is its pre-activation baseline with MSAs swapped in at stage ends."""
+    cast = models.create("alternet50_cpu")
+    head_dim = cast.book_config["head_dim"]
+    rebuilt = models.alternet_from(models.create("preresnet50_cpu"), (0, 1, 1, 2), head_dim=head_dim)
+    assert {k: v.shape for k, v in cast.state_dict().items()} == {k: v.shape for k, v in rebuilt.state_dict().items()}

@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from .alternet import MSABlock, WindowAttention, alternet, alternet_from
 from .resnet import preresnet, resnet
+from .summary import blocks_table, stage_table
 from .units import Unit, feature_maps, forward_head, head, units
 from .vit import LocalAttention, make_local, vit
 
@@ -37,6 +38,8 @@ __all__ = [
     "head",
     "forward_head",
     "feature_maps",
+    "blocks_table",
+    "stage_table",
     "MSABlock",
     "WindowAttention",
     "LocalAttention",

@@ -9,3 +9,4 @@ from .cast import image_grid, training_curves  # noqa: F401  (re-exported: lib.p
 from .curvature import eigenvalue_spectra, loss_landscapes, spectral_densities  # noqa: F401
 from .frequency import by_depth, noise_sweep, relative_log_amplitude_curves  # noqa: F401
 from .stages import *  # noqa: F403  (Chapter 3's figures; see lib/plots/stages.py)
+from .alternet import accuracy_by_fraction, build_up  # noqa: F401  (Chapter 4's figures)

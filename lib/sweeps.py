@@ -1,0 +1,249 @@
+"""Chapter 4's many runs, declared once: which are done, which are still to run, their results over seeds.
+
+A sweep is a list of :class:`Run` (role, seed, data fraction, overrides) built from the profile's
+:class:`Budget`. ``python -m lib.sweeps run 04_alternet`` trains the pending ones, one at a time,
+cheapest first, each through :func:`lib.runs.trained` (so an interrupted run resumes from its last
+epoch). A run marked ``keep`` is analysed further and keeps its committed weights; the others keep
+only their ``meta.json`` (metrics, curves, provenance) in ``data/checkpoints/``: their weights are
+moved to the git-ignored ``data/runs/`` so that the repository stays small.
+``python -m lib.sweeps status 04_alternet`` prints the list of what is still to run.
+
+:func:`results` reads every run's final test metrics into one table (under ``smoke`` it trains them on
+the fly), and :func:`summary` gives mean ± std over seeds, which :func:`record` writes to
+``data/results/<profile>/runs/<chapter>.json`` (beside, not among, the verdict files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lib import profiles, runs, storage
+
+__all__ = ["Budget", "Run", "BUDGETS", "plan", "pending", "results", "summary", "record", "prune"]
+
+Overrides = tuple[tuple[str, object], ...]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of a sweep.
+
+    Attributes:
+        group: ``"build-up"`` or ``"data"``: which part of the chapter it serves.
+        label: What distinguishes it in its group, for tables (e.g. ``"MSAs (0, 0, 0, 1)"``).
+        role, seed, fraction: As for :func:`lib.runs.trained`.
+        overrides: Recipe or model overrides as sorted ``(name, value)`` pairs (hashable).
+        keep: Commit its weights (it is analysed further); otherwise metrics only.
+    """
+
+    group: str
+    label: str
+    role: str
+    seed: int = 0
+    fraction: float = 1.0
+    overrides: Overrides = ()
+    keep: bool = False
+
+    @property
+    def kwargs(self) -> dict:
+        """Keyword arguments of :func:`lib.runs.trained` (besides role and profile)."""
+        return {"seed": self.seed, "fraction": self.fraction, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in self.overrides}}
+
+    def folder(self, profile: str) -> Path:
+        return runs.run_dir(self.role, profile, **self.kwargs)
+
+    def done(self, profile: str) -> bool:
+        return (self.folder(profile) / "meta.json").exists()
+
+    def command(self, profile: str) -> str:
+        kw = self.kwargs
+        return runs.train_command(self.role, profile, kw.pop("seed"), kw.pop("fraction"), kw)
+
+
+def _overrides(**kw) -> Overrides:
+    return tuple(sorted(kw.items()))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of Chapter 4's design a profile can afford.
+
+    Attributes:
+        fractions: Nested class-balanced shares of the training set (small and large data).
+        seeds: Seeds per fraction (the cast's own models are seed 0 at the full set).
+        roles: The models compared at every fraction.
+        build_up: MSAs per stage of each build-up configuration, from none to the full AlterNet.
+        build_up_recipe: Recipe overrides of the build-up runs (half the cast's epochs on ``cpu``).
+        keep: ``(role, seed, fraction)`` of the runs whose weights are analysed further.
+    """
+
+    fractions: tuple[float, ...]
+    seeds: dict[float, int]
+    roles: tuple[str, ...] = ("alternet", "preresnet", "vit")
+    build_up: tuple[tuple[int, ...], ...] = ((0, 0, 0, 0), (0, 0, 0, 1), (0, 0, 0, 2), (0, 0, 1, 2), (0, 1, 1, 2))
+    build_up_recipe: dict = field(default_factory=dict)
+    keep: tuple[tuple[str, int, float], ...] = ()
+
+
+BUDGETS: dict[str, dict[str, Budget]] = {
+    "04_alternet": {
+        "smoke": Budget(fractions=(0.5, 1.0), seeds={0.5: 2, 1.0: 2}, build_up=((0, 0, 0, 0), (0, 0, 0, 1), (0, 1, 1, 2)),
+                        build_up_recipe={"epochs": 1, "warmup_epochs": 0}),
+        "cpu": Budget(fractions=(0.02, 0.1, 1.0), seeds={0.02: 3, 0.1: 3, 1.0: 2},
+                      build_up_recipe={"epochs": 6, "warmup_epochs": 1},
+                      keep=(("alternet", 0, 1.0), ("preresnet", 0, 1.0), ("vit", 0, 1.0), ("vit", 0, 0.02), ("vit", 0, 0.1))),
+        "paper": Budget(fractions=(0.1, 1.0), seeds={0.1: 3, 1.0: 2},
+                        keep=(("alternet", 0, 1.0), ("preresnet", 0, 1.0), ("vit", 0, 1.0))),
+    },
+}
+
+
+def budget(chapter: str, profile: str) -> Budget:
+    name = profiles.get(profile).name
+    if chapter not in BUDGETS:
+        raise ValueError(f"no sweep for chapter {chapter!r}; valid: {sorted(BUDGETS)}")
+    if name not in BUDGETS[chapter]:
+        raise ValueError(f"no sweep of {chapter!r} for profile {name!r}; valid: {sorted(BUDGETS[chapter])}")
+    return BUDGETS[chapter][name]
+
+
+def msa_label(msa_per_stage) -> str:
+    return f"MSAs {tuple(msa_per_stage)}" if any(msa_per_stage) else "no MSA (pre-activation ResNet)"
+
+
+def plan(chapter: str = "04_alternet", profile: str = "cpu") -> list[Run]:
+    """Every run of the chapter's sweep, cheapest first (small fractions, then build-up, then extra seeds)."""
+    b = budget(chapter, profile)
+    out: list[Run] = []
+    for fraction in b.fractions:
+        for seed in range(b.seeds[fraction]):
+            for role in b.roles:
+                out.append(Run("data", f"{fraction:.0%} data", role, seed, fraction, keep=(role, seed, fraction) in b.keep))
+    build_up = []
+    for msa in b.build_up:
+        recipe = _overrides(**b.build_up_recipe)
+        if any(msa):
+            build_up.append(Run("build-up", msa_label(msa), "alternet", 0, 1.0, tuple(sorted(recipe + (("msa_per_stage", msa),)))))
+        else:  # no MSA: the pre-activation baseline itself, trained with the same budget
+            build_up.append(Run("build-up", msa_label(msa), "preresnet", 0, 1.0, recipe))
+    full_extra = [r for r in out if r.fraction == 1.0 and r.seed > 0]
+    first = [r for r in out if r not in full_extra]
+    return first + build_up + full_extra if b.build_up_recipe else first + full_extra + build_up
+
+
+def pending(chapter: str = "04_alternet", profile: str = "cpu") -> list[Run]:
+    """The runs of the sweep with no ``meta.json`` yet, in the order they will be trained."""
+    return [r for r in plan(chapter, profile) if not r.done(profile)]
+
+
+def prune(run: Run, profile: str) -> None:
+    """Move a finished run's weights out of ``data/checkpoints/`` (committed) into ``data/runs/`` (ignored)."""
+    folder = run.folder(profile)
+    if run.keep or not (folder / "meta.json").exists():
+        return
+    kept = runs.runs_root(profile) / folder.name / "weights"
+    for path in folder.glob("*.safetensors"):
+        kept.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), kept / path.name)
+
+
+def _metrics_row(run: Run, meta: dict) -> dict:
+    final = meta["test"]["final"]
+    history = meta.get("history") or [{}]
+    return {
+        "group": run.group, "label": run.label, "role": run.role, "model": meta["spec"]["model"], "seed": run.seed,
+        "fraction": run.fraction, "train images": meta["train_images"], "epochs": meta["spec"]["recipe"]["epochs"],
+        "parameters": meta["parameters"], "accuracy (%)": 100 * final["accuracy"], "NLL": final["nll"],
+        "train loss": history[-1].get("train_loss", math.nan), "minutes": meta["provenance"]["wall_seconds"] / 60,
+    }
+
+
+def results(chapter: str = "04_alternet", profile: str = "cpu", *, allow_missing: bool = False):
+    """One row per run of the sweep: final test accuracy and NLL, last-epoch training loss, minutes.
+
+    Under ``smoke`` the runs are trained on the fly. Elsewhere each run's committed ``meta.json`` is
+    read (no weights needed); a missing one is an error naming what is still to run and how to
+    run it, unless ``allow_missing`` (then those rows are left out).
+    """
+    import pandas as pd
+
+    name = profiles.get(profile).name
+    rows, missing = [], []
+    for run in plan(chapter, name):
+        if name == "smoke":
+            meta = runs.trained(run.role, name, **run.kwargs).book_run
+        elif run.done(name):
+            meta = storage.load_json(run.folder(name) / "meta.json", rebuild_hint=f"Delete the folder and retrain it with: {run.command(name)}")
+        else:
+            missing.append(run)
+            continue
+        rows.append(_metrics_row(run, meta))
+    if missing and not allow_missing:
+        listing = "\n  ".join(f"{r.group}: {r.label}, {r.role}, seed {r.seed}" for r in missing)
+        raise runs.TrainingDisabledError(
+            f"{len(missing)} run(s) of {chapter} ({name}) are not trained yet:\n  {listing}\n"
+            f"Train them (resumable, one at a time) with: python -m lib.sweeps run {chapter} --profile {name}")
+    return pd.DataFrame(rows)
+
+
+def summary(frame, by=("group", "label", "role", "fraction"), value: str = "accuracy (%)"):
+    """Mean, standard deviation (n − 1; NaN for one seed) and seed count of ``value`` per configuration."""
+    by = list(by)
+    grouped = frame.groupby(by, sort=False)[value]
+    out = grouped.agg(mean="mean", std="std", seeds="count").reset_index()
+    return out
+
+
+def record(chapter: str, profile: str, frame) -> Path:
+    """Write the per-run table and its mean ± std summary to ``data/results/<profile>/runs/<chapter>.json``."""
+    from lib import verdict
+
+    path = verdict.results_path(chapter, profile).parent / "runs" / f"{chapter}.json"
+    storage.save_json({"runs": frame.to_dict(orient="records"),
+                       "summary": summary(frame).to_dict(orient="records"),
+                       "provenance": runs.provenance(profiles.get(profile).dataset)}, path)
+    return path
+
+
+def _status(chapter: str, profile: str) -> None:
+    todo = pending(chapter, profile)
+    every = plan(chapter, profile)
+    print(f"{chapter} ({profile}): {len(every) - len(todo)} of {len(every)} runs done; still to run:")
+    for r in todo:
+        print(f"  {r.group:9s} {r.label:32s} {r.role:10s} seed {r.seed}  {r.command(profile)}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lib.sweeps", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["status", "run"])
+    parser.add_argument("chapter", nargs="?", default="04_alternet")
+    parser.add_argument("--profile", default="cpu", choices=sorted(profiles.PROFILES))
+    parser.add_argument("--max-runs", type=int, default=None, help="stop after this many runs")
+    parser.add_argument("--stop-file", default=None, help="stop before the next run once this file exists")
+    args = parser.parse_args(argv)
+    if args.command == "status":
+        _status(args.chapter, args.profile)
+        return
+    os.environ["BOOK_TRAINING"] = "on"
+    for r in plan(args.chapter, args.profile):  # finished runs may still hold weights to prune
+        prune(r, args.profile)
+    for i, r in enumerate(pending(args.chapter, args.profile)):
+        if (args.max_runs is not None and i >= args.max_runs) or (args.stop_file and Path(args.stop_file).exists()):
+            break
+        tic = time.time()
+        model = runs.trained(r.role, args.profile, **r.kwargs)
+        prune(r, args.profile)
+        print(f"done: {r.group}, {r.label}, {r.role}, seed {r.seed}: accuracy {model.book_run['test']['final']['accuracy']:.4f} "
+              f"in {(time.time() - tic) / 60:.1f} min → {r.folder(args.profile).name}", flush=True)
+    _status(args.chapter, args.profile)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

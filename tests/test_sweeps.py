@@ -1,0 +1,84 @@
+"""Chapter 4's sweep: the declared runs, what is still to run, pruning to metrics only, mean ± std."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from lib import runs, storage, sweeps
+
+
+def test_cpu_plan_has_every_fraction_seed_and_build_up_step():
+    plan = sweeps.plan("04_alternet", "cpu")
+    data = [r for r in plan if r.group == "data"]
+    for fraction, seeds in ((0.02, 3), (0.1, 3), (1.0, 2)):
+        for role in ("alternet", "preresnet", "vit"):
+            assert sorted(r.seed for r in data if r.fraction == fraction and r.role == role) == list(range(seeds))
+    build_up = [r for r in plan if r.group == "build-up"]
+    assert [r.label for r in build_up][0].startswith("no MSA") and len(build_up) >= 4
+    assert all(dict(r.overrides)["epochs"] == 6 for r in build_up)  # half the cast's 12 epochs
+    assert len({r.folder("cpu") for r in plan}) == len(plan)  # every run is a distinct checkpoint
+
+
+def test_cast_models_are_seed_0_of_the_full_data_and_kept():
+    plan = sweeps.plan("04_alternet", "cpu")
+    cast = {(r.role, r.seed, r.fraction): r for r in plan if r.group == "data"}
+    for role in ("alternet", "vit"):
+        run = cast[(role, 0, 1.0)]
+        assert run.keep and run.folder("cpu") == runs.run_dir(role, "cpu")
+    assert not cast[("alternet", 1, 1.0)].keep
+
+
+def test_full_alternet_of_the_build_up_is_not_the_cast():
+    last = [r for r in sweeps.plan("04_alternet", "cpu") if r.group == "build-up"][-1]
+    assert dict(last.overrides)["msa_per_stage"] == (0, 1, 1, 2)
+    assert last.folder("cpu") != runs.run_dir("alternet", "cpu")
+
+
+def test_unknown_chapter_or_profile_is_a_clear_error():
+    with pytest.raises(ValueError, match="valid"):
+        sweeps.plan("05_nope", "cpu")
+    with pytest.raises(ValueError, match="valid profiles"):
+        sweeps.plan("04_alternet", "gpu")
+
+
+def test_prune_keeps_metrics_and_moves_weights_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_SMOKE_CACHE", str(tmp_path))
+    monkeypatch.setattr(runs, "runs_root", lambda profile: tmp_path / "runs" / profile)
+    kept, dropped = sweeps.Run("data", "x", "vit", 0, 1.0, keep=True), sweeps.Run("data", "x", "vit", 1, 1.0)
+    for run in (kept, dropped):
+        folder = run.folder("smoke")
+        storage.save_json({"ok": True}, folder / "meta.json")
+        (folder / "final.safetensors").write_bytes(b"w")
+        sweeps.prune(run, "smoke")
+    assert (kept.folder("smoke") / "final.safetensors").exists()
+    assert not (dropped.folder("smoke") / "final.safetensors").exists()
+    assert (dropped.folder("smoke") / "meta.json").exists()
+    assert (tmp_path / "runs" / "smoke" / dropped.folder("smoke").name / "weights" / "final.safetensors").exists()
+
+
+def test_missing_runs_name_the_command_that_trains_them(monkeypatch):
+    ghost = sweeps.Run("data", "2% data", "vit", 99, 0.02)
+    monkeypatch.setattr(sweeps, "plan", lambda chapter, profile: [ghost])
+    with pytest.raises(runs.TrainingDisabledError, match="python -m lib.sweeps run 04_alternet"):
+        sweeps.results("04_alternet", "cpu")
+    assert sweeps.results("04_alternet", "cpu", allow_missing=True).empty
+
+
+def test_summary_is_mean_and_sample_std_over_seeds():
+    frame = pd.DataFrame({"group": "data", "label": "a", "role": ["r"] * 3 + ["s"], "fraction": 1.0,
+                          "accuracy (%)": [1.0, 2.0, 3.0, 5.0]})
+    out = sweeps.summary(frame).set_index("role")
+    assert out.loc["r", "mean"] == 2.0 and out.loc["r", "std"] == 1.0 and out.loc["r", "seeds"] == 3
+    assert math.isnan(out.loc["s", "std"]) and out.loc["s", "seeds"] == 1
+
+
+def test_record_writes_beside_the_verdict_files_not_among_them(tmp_path, monkeypatch):
+    from lib import verdict
+
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    frame = pd.DataFrame({"group": "data", "label": "a", "role": ["r"], "fraction": 1.0, "accuracy (%)": [1.0]})
+    path = sweeps.record("04_alternet", "cpu", frame)
+    assert path == tmp_path / "cpu" / "runs" / "04_alternet.json"
+    assert storage.load_json(path)["summary"][0]["mean"] == 1.0
+    assert path not in (tmp_path / "cpu").glob("*.json")  # the ledger reads only the verdict files
