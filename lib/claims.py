@@ -245,18 +245,16 @@ T_LEVEL = 0.95  # coverage of the t-intervals over seeds
 
 def t_interval(values, *, level: float = T_LEVEL) -> tuple[float, float, float]:
     """Mean of ``values`` with its two-sided t-interval: ``(mean, lo, hi)``; NaN bounds for fewer than 2 values."""
-    values = [float(v) for v in values]
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    mean = sum(values) / n
-    if n < 2:
-        return mean, math.nan, math.nan
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     from scipy import stats
 
-    half = stats.t.ppf(1 - (1 - level) / 2, n - 1) * sd / math.sqrt(n)
-    return mean, float(mean - half), float(mean + half)
+    values = [float(v) for v in values]
+    if not values:
+        return math.nan, math.nan, math.nan
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    lo, hi = stats.t.interval(level, len(values) - 1, loc=mean, scale=stats.sem(values))
+    return mean, float(lo), float(hi)
 
 
 def paired_gaps(frame: pd.DataFrame, a: str = "alternet", b: str = "preresnet", *, level: float = T_LEVEL) -> pd.DataFrame:

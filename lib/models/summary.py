@@ -9,15 +9,16 @@ resolution and parameters, plus one row for the head, so the parameters add up t
 
 from __future__ import annotations
 
+import itertools
+
 import pandas as pd
 import torch
 from torch import nn
 
-from .units import Unit, units
+from .units import KIND_LABELS, Unit, units
 
 __all__ = ["blocks_table", "stage_pattern", "stage_table"]
 
-KIND_NAMES = {"stem": "Stem", "conv": "Conv", "msa": "MSA", "mlp": "MLP"}
 
 
 def _parameters(module: nn.Module, seen: set[int]) -> int:
@@ -85,13 +86,8 @@ def blocks_table(model: nn.Module, *, image_size: int = 32) -> pd.DataFrame:
 
 def stage_pattern(kinds: list[str]) -> str:
     """The blocks of a stage in order, runs of one kind merged: ``["conv"] * 5 + ["msa"]`` → ``"Conv ×5 → MSA"``."""
-    parts: list[list] = []
-    for kind in kinds:
-        if parts and parts[-1][0] == kind:
-            parts[-1][1] += 1
-        else:
-            parts.append([kind, 1])
-    return " → ".join(KIND_NAMES.get(k, k) + (f" ×{n}" if n > 1 else "") for k, n in parts)
+    runs = [(kind, len(list(group))) for kind, group in itertools.groupby(kinds)]
+    return " → ".join(KIND_LABELS.get(k, k) + (f" ×{n}" if n > 1 else "") for k, n in runs)
 
 
 def stage_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -27,6 +27,9 @@ from timm.models.vision_transformer import VisionTransformer
 
 from .alternet import MSABlock
 
+# How each kind of unit is named in tables and figures (one set for the whole book).
+KIND_LABELS = {"stem": "Stem", "conv": "Conv", "msa": "MSA", "mlp": "MLP"}
+
 UnitKind = Literal["stem", "conv", "msa", "mlp"]
 
 

@@ -20,12 +20,13 @@ if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.b
 import matplotlib.pyplot as plt
 import seaborn as sns
 
+from lib.models.units import KIND_LABELS  # noqa: F401  (re-exported: lib.plots.KIND_LABELS)
+
 sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
 
 COLORS = {"resnet": "#1f77b4", "vit": "#ff7f0e", "alternet": "#2ca02c", "preresnet": "#7f7f7f"}
 MSA_SHADE = "#d9d9d9"  # background of MSA units in by-depth figures
 KIND_MARKERS = {"stem": "s", "conv": "o", "msa": "D", "mlp": "^"}
-KIND_LABELS = {"stem": "Stem", "conv": "Conv", "msa": "MSA", "mlp": "MLP"}
 LABELS = {"resnet": "ResNet", "vit": "ViT", "alternet": "AlterNet", "preresnet": "Pre-act ResNet"}
 
 
