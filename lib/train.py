@@ -244,7 +244,8 @@ def fit(
             bar.close()
             train_time = time.perf_counter() - tic
             loss_sum, correct, seen = totals.loss_sum, totals.correct, totals.seen
-            scores = metrics.evaluate(model, *test)
+            with autocast:  # a curve, not a result: bf16 scores 2× faster; committed metrics are fp32
+                scores = metrics.evaluate(model, *test)
             history.append({
                 "epoch": epoch + 1,
                 "lr": optimizer.param_groups[0]["lr"],
