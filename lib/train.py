@@ -197,8 +197,8 @@ def fit(
 
     with contextlib.ExitStack() as stack:
         if device.type == "cpu":
-            # fused (SDPA) attention under bf16 is slow on CPU: ViT-cpu 205 img/s vs 452 explicit
-            stack.enter_context(models.explicit_attention(model))
+            # fused (SDPA) attention under bf16 is slow on CPU for some models (see SLOW_FUSED_ON_CPU)
+            stack.enter_context(models.explicit_attention(model, kinds=models.SLOW_FUSED_ON_CPU))
         for epoch in range(position.epoch, recipe.epochs):
             start = position.step if epoch == position.epoch else 0
             batches = _Batches(recipe, images, labels, num_classes, dataset, seed, epoch, device)

@@ -461,6 +461,21 @@ def test_explicit_attention_switches_every_attention_module():
         assert not any(getattr(m, "fused_attn", False) for m in model.modules())
 
 
+def test_explicit_attention_switches_only_the_kinds_asked_and_restores_them():
+    vit, alternet = models.create("vit_smoke"), models.create("alternet50_smoke")
+    for model in (vit, alternet):
+        for m in model.modules():
+            if hasattr(m, "fused_attn"):
+                m.fused_attn = True
+        with models.explicit_attention(model, kinds=models.SLOW_FUSED_ON_CPU):
+            switched = {type(m).__name__: m.fused_attn for m in model.modules() if hasattr(m, "fused_attn")}
+        assert all(getattr(m, "fused_attn", True) for m in model.modules())  # restored
+        if model is vit:
+            assert switched == {"Attention": False}
+        else:
+            assert switched == {"WindowAttention": True}
+
+
 def test_cast_alternet_is_alternet_from_its_preresnet_baseline():
     """The cpu cast's AlterNet is its pre-activation baseline with MSAs swapped in at stage ends."""
     cast = models.create("alternet50_cpu")

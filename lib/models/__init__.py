@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch.nn as nn
+from timm.layers import Attention
 
 from .alternet import MSABlock, WindowAttention, alternet, alternet_from
 from .resnet import preresnet, resnet
@@ -31,6 +32,7 @@ __all__ = [
     "names",
     "config",
     "explicit_attention",
+    "SLOW_FUSED_ON_CPU",
     "alternet_from",
     "make_local",
     "Unit",
@@ -128,20 +130,29 @@ def create(name: str, num_classes: int = 10, **overrides: Any) -> nn.Module:
     return model
 
 
+# Attention whose fused (SDPA) path is slower than the explicit one when training under bf16 on a
+# CPU: ViT's 65-token sequences (ViT-cpu 205 img/s fused vs 452 explicit). AlterNet's 16-token
+# windows are the other way round (200 vs 177 img/s), so WindowAttention is not listed.
+SLOW_FUSED_ON_CPU: tuple[type[nn.Module], ...] = (Attention,)
+
+
 @contextlib.contextmanager
-def explicit_attention(model: nn.Module) -> Iterator[nn.Module]:
-    """Switches every attention module of ``model`` to its explicit path, then restores it.
+def explicit_attention(model: nn.Module, kinds: tuple[type[nn.Module], ...] | None = None) -> Iterator[nn.Module]:
+    """Switches attention modules of ``model`` to their explicit path, then restores them.
 
     Hessian-vector products need double backward, which fused attention lacks (DESIGN.md,
     "Things that are easy to get wrong"); the switch is per instance, never global.
 
     Args:
         model: Any model; modules with a ``fused_attn`` attribute are switched.
+        kinds: Switch only modules of these classes (e.g. :data:`SLOW_FUSED_ON_CPU` for speed);
+            ``None``, the default, switches every one, as double backward needs.
 
     Yields:
         The same model.
     """
-    saved = [(m, m.fused_attn) for m in model.modules() if hasattr(m, "fused_attn")]
+    saved = [(m, m.fused_attn) for m in model.modules()
+             if hasattr(m, "fused_attn") and (kinds is None or isinstance(m, kinds))]
     try:
         for m, _ in saved:
             m.fused_attn = False
