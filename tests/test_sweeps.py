@@ -16,8 +16,10 @@ def test_cpu_plan_has_every_fraction_seed_and_build_up_step():
             assert sorted(r.seed for r in data if r.fraction == fraction and r.role == role) == list(range(seeds))
     build_up = [r for r in plan if r.group == "build-up"]
     assert [r.label for r in build_up][0].startswith("no MSA") and len(build_up) >= 4
-    assert all(dict(r.overrides)["epochs"] == 6 for r in build_up)  # half the cast's 12 epochs
-    assert len({r.folder("cpu") for r in plan}) == len(plan)  # every run is a distinct checkpoint
+    assert all(set(dict(r.overrides)) == {"msa_per_stage"} for r in build_up[1:])  # the cast's recipe and epochs
+    for group in ("data", "build-up"):  # within a group, every run is a distinct checkpoint
+        runs_of = [r for r in plan if r.group == group]
+        assert len({r.folder("cpu") for r in runs_of}) == len(runs_of)
 
 
 def test_cast_models_are_seed_0_of_the_full_data_and_kept():
@@ -29,10 +31,23 @@ def test_cast_models_are_seed_0_of_the_full_data_and_kept():
     assert not cast[("alternet", 1, 1.0)].keep
 
 
-def test_full_alternet_of_the_build_up_is_not_the_cast():
-    last = [r for r in sweeps.plan("04_alternet", "cpu") if r.group == "build-up"][-1]
+def test_ends_of_the_cpu_build_up_are_the_kept_full_data_runs_and_pending_lists_each_once():
+    plan = sweeps.plan("04_alternet", "cpu")
+    build_up = [r for r in plan if r.group == "build-up"]
+    first, last = build_up[0], build_up[-1]
     assert dict(last.overrides)["msa_per_stage"] == (0, 1, 1, 2)
-    assert last.folder("cpu") != runs.run_dir("alternet", "cpu")
+    assert last.folder("cpu") == runs.run_dir("alternet", "cpu")  # the cast's AlterNet
+    assert first.folder("cpu") == runs.run_dir("preresnet", "cpu")
+    assert first.keep and last.keep  # pruning the build-up must never move the cast's weights
+    assert all(not r.keep for r in build_up[1:-1])
+    folders = [r.folder("cpu") for r in sweeps.pending("04_alternet", "cpu")]
+    assert len(folders) == len(set(folders))
+
+
+def test_smoke_build_up_runs_are_their_own_checkpoints():
+    build_up = [r for r in sweeps.plan("04_alternet", "smoke") if r.group == "build-up"]
+    assert all(dict(r.overrides)["epochs"] == 1 for r in build_up)
+    assert build_up[-1].folder("smoke") != runs.run_dir("alternet", "smoke")
 
 
 def test_unknown_chapter_or_profile_is_a_clear_error():
