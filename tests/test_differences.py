@@ -33,7 +33,7 @@ def test_every_chapter_for_the_ledger_and_a_clear_error_for_an_unknown_one():
 def test_alternet_rows_read_the_sweep_and_the_paper_ladder_matches_its_labels():
     rows = dict((what, ours) for what, _, ours in differences.methods("04_alternet", "cpu"))
     assert "2 %, 10 %, 100 %" in rows["small and large data"] and "3 at 2 %" in rows["small and large data"]
-    assert "6 epochs (cast: 12)" in rows["build-up"] and "5 configurations" in rows["build-up"]
+    assert "12 epochs (cast: 12)" in rows["build-up"] and "4 configurations" in rows["build-up"]
     assert "8 batches of 128" in rows["Hessian spectra"]
     from lib import sweeps
 
