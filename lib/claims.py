@@ -282,6 +282,24 @@ def paired_gaps(frame: pd.DataFrame, a: str = "alternet", b: str = "preresnet", 
     return pd.DataFrame(rows)
 
 
+def gap_outcome(gaps: pd.DataFrame, better: str = "AlterNet", worse: str = "its pre-activation CNN") -> str:
+    """One sentence on :func:`paired_gaps`' intervals: shown at least as accurate, shown less accurate, or neither.
+
+    A failed "≥ 0" check alone does not mean worse: only an interval wholly below 0 does.
+    """
+    percent = lambda rows: ", ".join(_percent(f) for f in rows["fraction"])  # noqa: E731
+    below, above = gaps[gaps["hi"] < 0], gaps[gaps["lo"] >= 0]
+    if len(above) == len(gaps):
+        return f"{better} is at least as accurate as {worse} at every data fraction tested ({percent(gaps)})."
+    if not below.empty:
+        return f"{better} is less accurate than {worse} at {percent(below)} (whole interval below 0)."
+    open_, undefined = gaps[gaps["lo"] < 0], gaps[gaps["lo"].isna()]
+    parts = [f"at {percent(open_)} the interval of {better} − {worse} includes 0"] if not open_.empty else []
+    parts += [f"at {percent(undefined)} there is one seed, so no interval"] if not undefined.empty else []
+    parts += [f"at {percent(above)} {better} is at least as accurate"] if not above.empty else []
+    return f"Neither is shown to be more accurate than the other: {'; '.join(parts)}."
+
+
 def shortfalls(frame: pd.DataFrame, role: str = "vit", reference: str = "alternet") -> pd.DataFrame:
     """How far ``role`` falls behind ``reference`` at each data fraction: 1 − mean acc(role) / mean acc(reference).
 

@@ -56,6 +56,7 @@ SHARED_ARCHIVE_SHA256 = "0493b9c94c62a5e8a6b98a28016b4eebed4fa9aac8154143eead5d2
 DATASETS = ("cifar10", "cifar100")
 SPLITS = ("train", "test")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+DISPLAY_NAME = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}  # as prose and captions write them
 IMAGE_SHAPE = (3, 32, 32)
 
 # METHODS §2, as in the authors' configs. The std values are the widely copied CIFAR constants
@@ -161,7 +162,7 @@ def _archive_source(kind: SourceKind, path: Path, sha256: str) -> dict:
 def _torchvision_source(dataset: str, kind: SourceKind, root: Path) -> dict:
     cls = _torchvision_class(dataset)
     tarball = root / cls.filename  # torchvision keeps the downloaded tarball beside the files
-    name = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[dataset]
+    name = DISPLAY_NAME[dataset]
     if kind == "torchvision-local":
         text = f"{name} from torchvision's files in {root / cls.base_folder}"
     else:

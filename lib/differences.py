@@ -100,11 +100,16 @@ def _alternet_methods(profile: str) -> list[tuple[str, str, str]]:
 
 
 def paper_build_up() -> pd.DataFrame:
-    """The paper's CIFAR-100 build-up (:data:`PAPER_BUILD_UP`), labelled as ``lib.sweeps`` labels its runs."""
+    """The paper's CIFAR-100 build-up (:data:`PAPER_BUILD_UP`), labelled as ``lib.sweeps`` labels its runs.
+
+    ``on path``: the configuration leads to the final AlterNet (no stage holds more MSAs than it does);
+    the others are the steps the paper tried and dropped.
+    """
     from lib import sweeps
 
-    return pd.DataFrame([{"label": sweeps.msa_label(msa), "MSAs per stage": msa, "added": added, "accuracy (%)": acc}
-                         for msa, added, acc in PAPER_BUILD_UP])
+    final = max(PAPER_BUILD_UP, key=lambda row: row[2])[0]
+    return pd.DataFrame([{"label": sweeps.msa_label(msa), "MSAs per stage": msa, "added": added, "accuracy (%)": acc,
+                          "on path": all(m <= f for m, f in zip(msa, final))} for msa, added, acc in PAPER_BUILD_UP])
 
 
 def table(chapter: str | None = None, profile: str = "cpu") -> pd.DataFrame:

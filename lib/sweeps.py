@@ -212,6 +212,15 @@ def results(chapter: str = "04_alternet", profile: str = "cpu", *, allow_missing
     return pd.DataFrame(rows)
 
 
+def epochs_of(frame, group: str = "data") -> int:
+    """The one number of epochs every ``group`` run of ``results`` trained for; an error if they differ,
+    since the comparisons across data fractions assume equal epochs."""
+    epochs = sorted(set(frame.loc[frame["group"] == group, "epochs"].astype(int)))
+    if len(epochs) != 1:
+        raise ValueError(f"the {group!r} runs should share one number of epochs, found {epochs}")
+    return epochs[0]
+
+
 def summary(frame, by=("group", "label", "role", "fraction"), value: str = "accuracy (%)"):
     """Mean, standard deviation (n − 1; NaN for one seed) and seed count of ``value`` per configuration."""
     by = list(by)

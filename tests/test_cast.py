@@ -1,13 +1,15 @@
 """The committed ``cpu`` cast: every run a chapter loads is committed and reproduces its recorded metrics."""
 
 import pytest
+import torch
 
 from lib import book, data, runs
 
-_BY_RUN: dict[tuple, list[str]] = {}  # each distinct run once, with the chapters that load it
+_BY_RUN: dict[tuple, list[str]] = {}  # each distinct checkpoint once, with the chapters that load it
 for _chapter, _wanted in book.CHAPTER_RUNS.items():
     for _run in _wanted:
-        _BY_RUN.setdefault(tuple(sorted(_run.items())), []).append(_chapter)
+        _key = tuple(sorted(item for item in _run.items() if item != ("at", "final")))  # "final" is the default
+        _BY_RUN.setdefault(_key, []).append(_chapter)
 RUNS = [("+".join(chapters), dict(items)) for items, chapters in _BY_RUN.items()]
 
 
@@ -24,6 +26,8 @@ def test_run_is_committed_and_reproduces_its_accuracy(chapter, run, test_set, mo
     model = runs.trained(run.pop("role"), "cpu", **run)
     recorded = model.book_run["test"][run.get("at", "final")]
     assert model.book_run["test_images"] == len(test_set[0])
-    measured = runs.evaluate(model, *test_set)
+    # channels_last convolutions score 10,000 images about 1.4x faster on a CPU; they round differently
+    # from the contiguous ones the metrics were recorded with, hence the tolerances below
+    measured = runs.evaluate(model.to(memory_format=torch.channels_last), *test_set)
     assert measured["accuracy"] == pytest.approx(recorded["accuracy"], abs=1e-3)
     assert measured["nll"] == pytest.approx(recorded["nll"], rel=1e-3)

@@ -121,3 +121,14 @@ def test_missing_role_or_single_fraction_is_a_clear_error():
         claims.paired_gaps(frame[frame["role"] != "preresnet"])
     with pytest.raises(ValueError, match="at least two data fractions"):
         _checks({1.0: [(86, 80, 80), (86, 80, 80)]})
+
+
+def test_gap_outcome_separates_shown_better_shown_worse_and_undecided():
+    def gaps(*rows):
+        return pd.DataFrame([{"fraction": f, "lo": lo, "hi": hi} for f, lo, hi in rows])
+
+    assert claims.gap_outcome(gaps((0.02, 0.1, 2.0), (1.0, 0.0, 1.0))).startswith("AlterNet is at least as accurate")
+    worse = claims.gap_outcome(gaps((0.02, -1.0, 2.0), (1.0, -3.0, -0.5)))
+    assert worse.startswith("AlterNet is less accurate") and "100 %" in worse and "2 %" not in worse
+    open_ = claims.gap_outcome(gaps((0.02, -1.0, 2.0), (0.1, 0.5, 1.0), (1.0, float("nan"), float("nan"))))
+    assert open_.startswith("Neither") and "at 2 % the interval" in open_ and "10 %" in open_ and "one seed" in open_

@@ -41,3 +41,5 @@ def test_alternet_rows_read_the_sweep_and_the_paper_ladder_matches_its_labels():
     ours = {r.label for r in sweeps.plan("04_alternet", "cpu") if r.group == "build-up"}
     assert ours <= set(paper["label"])  # every configuration we train has the paper's number beside it
     assert paper.loc[paper["accuracy (%)"].idxmax(), "MSAs per stage"] == (0, 1, 1, 2)
+    dropped = {msa for msa, on_path in zip(paper["MSAs per stage"], paper["on path"]) if not on_path}
+    assert dropped == {(0, 0, 2, 2), (1, 1, 1, 2), (0, 2, 1, 2)}  # the steps the paper tried and did not keep

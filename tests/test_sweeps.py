@@ -97,3 +97,10 @@ def test_record_writes_beside_the_verdict_files_not_among_them(tmp_path, monkeyp
     assert path == tmp_path / "cpu" / "runs" / "04_alternet.json"
     assert storage.load_json(path)["summary"][0]["mean"] == 1.0
     assert path not in (tmp_path / "cpu").glob("*.json")  # the ledger reads only the verdict files
+
+
+def test_epochs_of_insists_on_one_number_of_epochs():
+    frame = pd.DataFrame({"group": ["data", "data", "build-up"], "epochs": [12, 12, 6]})
+    assert sweeps.epochs_of(frame) == 12 and sweeps.epochs_of(frame, "build-up") == 6
+    with pytest.raises(ValueError, match=r"\[6, 12\]"):
+        sweeps.epochs_of(frame.assign(group="data"))
