@@ -146,9 +146,14 @@ def plan(chapter: str = "04_alternet", profile: str = "cpu") -> list[Run]:
     return first + build_up + full_extra if b.build_up_recipe else first + full_extra + build_up
 
 
-def size(chapter: str = "04_alternet", profile: str = "cpu") -> int:
-    """How many training runs the sweep holds, each checkpoint counted once."""
-    return len({r.folder(profile) for r in plan(chapter, profile)})
+def size(chapter: str = "04_alternet", profile: str = "cpu", *, group: str | None = None) -> int:
+    """How many training runs the sweep holds, each checkpoint counted once; with ``group``, only
+    that group's runs that no other group shares (e.g. the build-up runs that are not data runs)."""
+    folders = lambda runs_: {r.folder(profile) for r in runs_}  # noqa: E731
+    every = plan(chapter, profile)
+    if group is None:
+        return len(folders(every))
+    return len(folders(r for r in every if r.group == group) - folders(r for r in every if r.group != group))
 
 
 def pending(chapter: str = "04_alternet", profile: str = "cpu") -> list[Run]:

@@ -42,6 +42,9 @@ def test_ends_of_the_cpu_build_up_are_the_kept_full_data_runs_and_pending_lists_
     assert all(not r.keep for r in build_up[1:-1])
     folders = [r.folder("cpu") for r in sweeps.pending("04_alternet", "cpu")]
     assert len(folders) == len(set(folders))
+    assert sweeps.size("04_alternet", "cpu", group="build-up") == len(build_up) - 2  # only the middle ones are extra
+    data_runs = {r.folder("cpu") for r in plan if r.group == "data"}
+    assert sweeps.size("04_alternet", "cpu") == len(data_runs) + len(build_up) - 2
 
 
 def test_smoke_build_up_runs_are_their_own_checkpoints():
