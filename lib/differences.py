@@ -12,7 +12,7 @@ import pandas as pd
 
 from lib import profiles
 
-__all__ = ["NOISE_EPS", "NOISE_VERDICT_EPS", "PAPER_BUILD_UP", "methods", "paper_build_up", "table"]
+__all__ = ["METHOD_CHAPTERS", "NOISE_EPS", "NOISE_VERDICT_EPS", "PAPER_BUILD_UP", "methods", "paper_build_up", "table"]
 
 NOISE_EPS = (0.05, 0.1, 0.2, 0.7)  # Chapter 2's band-noise amplitudes, normalised units, fixed in advance
 NOISE_VERDICT_EPS = 0.7  # the one its checks use: the authors' pseudo-code default (METHODS §8)
@@ -30,6 +30,9 @@ PAPER_BUILD_UP = (
     ((1, 1, 1, 2), "+ stage 1", 83.80),
     ((0, 2, 1, 2), "+ a second in stage 2", 83.39),
 )
+
+
+METHOD_CHAPTERS = ("01_flat_losses", "02_low_pass_msa", "03_stages_in_series", "04_alternet")  # those with rows below
 
 
 def methods(chapter: str, profile: str = "cpu") -> list[tuple[str, str, str]]:
@@ -119,7 +122,12 @@ def table(chapter: str | None = None, profile: str = "cpu") -> pd.DataFrame:
     """
     shared = profiles.differences(profile if profile != "paper" else "cpu")
     shared.columns = ["paper", "ours"]
-    chapters = [chapter] if chapter else ["01_flat_losses", "02_low_pass_msa", "03_stages_in_series"]
+    if chapter:
+        chapters = [chapter]
+    else:  # the chapters in the book (not drafts) that have method rows
+        from lib import book
+
+        chapters = [p.stem for p in book.chapter_paths() if p.stem in METHOD_CHAPTERS]
     extra = [(what, paper, ours) for c in chapters for what, paper, ours in methods(c, profile)]
     more = pd.DataFrame(extra, columns=["", "paper", "ours"]).set_index("")
     return pd.concat([shared, more])

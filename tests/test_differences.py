@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from lib import differences, profiles
+from lib import book, differences, profiles
 
 
 def test_chapter_table_has_the_shared_rows_then_the_chapters_methods():
@@ -43,3 +43,11 @@ def test_alternet_rows_read_the_sweep_and_the_paper_ladder_matches_its_labels():
     assert paper.loc[paper["accuracy (%)"].idxmax(), "MSAs per stage"] == (0, 1, 1, 2)
     dropped = {msa for msa, on_path in zip(paper["MSAs per stage"], paper["on path"]) if not on_path}
     assert dropped == {(0, 0, 2, 2), (1, 1, 1, 2), (0, 2, 1, 2)}  # the steps the paper tried and did not keep
+
+
+def test_the_ledger_lists_the_methods_of_the_chapters_in_the_book_only():
+    assert all(differences.methods(chapter) for chapter in differences.METHOD_CHAPTERS)
+    in_book = {p.stem for p in book.chapter_paths()}
+    rows = set(differences.table(None).index)
+    assert ("Hessian spectra" in rows) == ("01_flat_losses" in in_book)
+    assert ("build-up" in rows) == ("04_alternet" in in_book)  # a draft's rows wait until it is in the book
