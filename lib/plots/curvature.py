@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import ticker
 import pandas as pd
 import torch
 
@@ -41,9 +42,20 @@ def eigenvalue_spectra(spectra: dict[str, torch.Tensor], *, bins: int = 24, titl
         weights = np.full(len(values), 1 / len(values))
         style = dict(histtype="step", lw=1.6, color=_color(name, i), weights=weights)
         label = LABELS.get(name, name)
-        neg_ax.hist(values[values < 0], bins=neg_edges, **{**style, "weights": weights[values < 0]}, label=label)
+        if negative.numel():
+            neg_ax.hist(values[values < 0], bins=neg_edges, **{**style, "weights": weights[values < 0]}, label=label)
         pos_ax.hist(values[values > 0], bins=pos_edges, **{**style, "weights": weights[values > 0]}, label=label)
     pos_ax.set_xscale("log")
+    # 1-2-5 ticks written plainly: over less than a decade the default labels every minor tick, overlapping
+    decades = np.log10(pos_edges[-1] / pos_edges[0])
+    pos_ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0) if decades < 2.5 else (1.0,)))
+    pos_ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    pos_ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    if not negative.numel():  # an empty panel with a flat line at 0 reads as a plotting error
+        neg_ax.text(0.5, 0.5, "no negative values\namong the pooled ones", ha="center", va="center",
+                    transform=neg_ax.transAxes, fontsize=9, color="0.35")
+        neg_ax.set_xticks([])
+        neg_ax.set_yticks([])
     neg_ax.set(xlabel="eigenvalue (< 0)", ylabel="share of pooled values")
     pos_ax.set(xlabel="eigenvalue (> 0, log scale)")
     pos_ax.legend(frameon=False, fontsize=8)
