@@ -253,7 +253,10 @@ def t_interval(values, *, level: float = T_LEVEL) -> tuple[float, float, float]:
     mean = sum(values) / len(values)
     if len(values) < 2:
         return mean, math.nan, math.nan
-    lo, hi = stats.t.interval(level, len(values) - 1, loc=mean, scale=stats.sem(values))
+    sem = stats.sem(values)
+    if sem == 0:  # identical values: scipy answers NaN, but the interval is the point itself
+        return mean, mean, mean
+    lo, hi = stats.t.interval(level, len(values) - 1, loc=mean, scale=sem)
     return mean, float(lo), float(hi)
 
 
@@ -287,17 +290,20 @@ def gap_outcome(gaps: pd.DataFrame, better: str = "AlterNet", worse: str = "its 
 
     A failed "≥ 0" check alone does not mean worse: only an interval wholly below 0 does.
     """
-    percent = lambda rows: ", ".join(_percent(f) for f in rows["fraction"])  # noqa: E731
+    def at(rows) -> str:
+        return ", ".join(_percent(f) for f in rows["fraction"])
+
     below, above = gaps[gaps["hi"] < 0], gaps[gaps["lo"] >= 0]
     if len(above) == len(gaps):
-        return f"{better} is at least as accurate as {worse} at every data fraction tested ({percent(gaps)})."
+        return f"{better} is at least as accurate as {worse} at every data fraction tested ({at(gaps)})."
     if not below.empty:
-        return f"{better} is less accurate than {worse} at {percent(below)} (whole interval below 0)."
-    open_, undefined = gaps[gaps["lo"] < 0], gaps[gaps["lo"].isna()]
-    parts = [f"at {percent(open_)} the interval of {better} − {worse} includes 0"] if not open_.empty else []
-    parts += [f"at {percent(undefined)} there is one seed, so no interval"] if not undefined.empty else []
-    parts += [f"at {percent(above)} {better} is at least as accurate"] if not above.empty else []
-    return f"Neither is shown to be more accurate than the other: {'; '.join(parts)}."
+        return f"{better} is less accurate than {worse} at {at(below)}: the whole interval lies below 0."
+    parts = [f"at {_percent(g['fraction'])} the interval includes 0" for _, g in gaps[gaps["lo"] < 0].iterrows()]
+    parts += [f"at {_percent(g['fraction'])} there is no interval ({n} seed{'' if n == 1 else 's'})"
+              for _, g in gaps[gaps["lo"].isna()].iterrows() for n in [int(g["seeds"])]]
+    parts += [f"at {at(above)} it is at least as accurate"] if not above.empty else []
+    return (f"{better} is not shown to be at least as accurate as {worse} at every fraction, nor less accurate at "
+            f"any: {'; '.join(parts)}.")
 
 
 def shortfalls(frame: pd.DataFrame, role: str = "vit", reference: str = "alternet") -> pd.DataFrame:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from lib import profiles, runs, storage
 
-__all__ = ["Budget", "Run", "BUDGETS", "plan", "size", "pending", "results", "summary", "record", "prune"]
+__all__ = ["Budget", "Run", "BUDGETS", "plan", "size", "pending", "results", "epochs_of", "summary", "record", "prune"]
 
 Overrides = tuple[tuple[str, object], ...]
 

@@ -125,10 +125,17 @@ def test_missing_role_or_single_fraction_is_a_clear_error():
 
 def test_gap_outcome_separates_shown_better_shown_worse_and_undecided():
     def gaps(*rows):
-        return pd.DataFrame([{"fraction": f, "lo": lo, "hi": hi} for f, lo, hi in rows])
+        return pd.DataFrame([{"fraction": f, "seeds": n, "lo": lo, "hi": hi} for f, n, lo, hi in rows])
 
-    assert claims.gap_outcome(gaps((0.02, 0.1, 2.0), (1.0, 0.0, 1.0))).startswith("AlterNet is at least as accurate")
-    worse = claims.gap_outcome(gaps((0.02, -1.0, 2.0), (1.0, -3.0, -0.5)))
+    assert claims.gap_outcome(gaps((0.02, 3, 0.1, 2.0), (1.0, 2, 0.0, 1.0))).startswith("AlterNet is at least as accurate")
+    worse = claims.gap_outcome(gaps((0.02, 3, -1.0, 2.0), (1.0, 2, -3.0, -0.5)))
     assert worse.startswith("AlterNet is less accurate") and "100 %" in worse and "2 %" not in worse
-    open_ = claims.gap_outcome(gaps((0.02, -1.0, 2.0), (0.1, 0.5, 1.0), (1.0, float("nan"), float("nan"))))
-    assert open_.startswith("Neither") and "at 2 % the interval" in open_ and "10 %" in open_ and "one seed" in open_
+    open_ = claims.gap_outcome(gaps((0.02, 3, -1.0, 2.0), (0.1, 3, 0.5, 1.0), (1.0, 1, float("nan"), float("nan"))))
+    assert open_.startswith("AlterNet is not shown") and "at 2 % the interval includes 0" in open_
+    assert "at 100 % there is no interval (1 seed)" in open_ and "at 10 % it is at least as accurate" in open_
+
+
+def test_t_interval_of_identical_values_is_the_point_not_nan():
+    assert claims.t_interval([0.5, 0.5]) == (0.5, 0.5, 0.5)
+    mean, lo, hi = claims.t_interval([0.0, 1.0, 2.0])
+    assert mean == 1.0 and lo < 0 < 2 < hi

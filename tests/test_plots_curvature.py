@@ -22,3 +22,9 @@ def test_spectra_with_negative_values_draw_both_panels():
     fig = plots.eigenvalue_spectra({"resnet": torch.tensor([-3.0, 5.0, 500.0]), "vit": torch.tensor([-30.0, 2.0, 9.0])})
     neg_ax, _ = fig.axes
     assert len(neg_ax.patches) == 2 and not neg_ax.texts
+
+
+def test_spectra_over_a_narrow_positive_range_still_label_the_axis():
+    fig = plots.eigenvalue_spectra({"alternet": torch.tensor([55.0, 70.0]), "preresnet": torch.tensor([60.0, 95.0])})
+    fig.canvas.draw()
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels() if t.get_text()]

@@ -46,9 +46,11 @@ def eigenvalue_spectra(spectra: dict[str, torch.Tensor], *, bins: int = 24, titl
             neg_ax.hist(values[values < 0], bins=neg_edges, **{**style, "weights": weights[values < 0]}, label=label)
         pos_ax.hist(values[values > 0], bins=pos_edges, **{**style, "weights": weights[values > 0]}, label=label)
     pos_ax.set_xscale("log")
-    # 1-2-5 ticks written plainly: over less than a decade the default labels every minor tick, overlapping
+    # 1-2-5 ticks (1-10-100 over wide ranges, 1…9 over narrow ones) written plainly: the default labels
+    # minor ticks over a narrow range, overlapping
     decades = np.log10(pos_edges[-1] / pos_edges[0])
-    pos_ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0) if decades < 2.5 else (1.0,)))
+    subs = (1.0,) if decades >= 2.5 else (1.0, 2.0, 5.0) if decades >= 0.5 else tuple(range(1, 10))
+    pos_ax.xaxis.set_major_locator(ticker.LogLocator(subs=subs))
     pos_ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     pos_ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     if not negative.numel():  # an empty panel with a flat line at 0 reads as a plotting error
