@@ -14,7 +14,7 @@ import pandas as pd
 from lib.analysis import robustness, spectra
 from lib.verdict import Check, budget
 
-__all__ = ["flat_losses", "low_pass", "stages_in_series", "alternet", "paired_gaps", "shortfalls", "t_interval"]
+__all__ = ["flat_losses", "low_pass", "stages_in_series", "alternet", "paired_gaps", "gap_outcome", "shortfalls", "t_interval"]
 
 KIND_NAMES = {"stem": "stem", "conv": "Conv", "msa": "MSA", "mlp": "MLP"}
 # Which kinds of unit the paper says lower (−) or raise (+) a statistic, per model of the cast.
