@@ -299,8 +299,9 @@ def gap_outcome(gaps: pd.DataFrame, better: str = "AlterNet", worse: str = "its 
     if not below.empty:
         return f"{better} is less accurate than {worse} at {at(below)}: the whole interval lies below 0."
     parts = [f"at {_percent(g['fraction'])} the interval includes 0" for _, g in gaps[gaps["lo"] < 0].iterrows()]
-    parts += [f"at {_percent(g['fraction'])} there is no interval ({n} seed{'' if n == 1 else 's'})"
-              for _, g in gaps[gaps["lo"].isna()].iterrows() for n in [int(g["seeds"])]]
+    for _, g in gaps[gaps["lo"].isna()].iterrows():
+        n = int(g["seeds"])
+        parts.append(f"at {_percent(g['fraction'])} there is no interval ({n} seed{'' if n == 1 else 's'})")
     parts += [f"at {at(above)} it is at least as accurate"] if not above.empty else []
     return (f"{better} is not shown to be at least as accurate as {worse} at every fraction, nor less accurate at "
             f"any: {'; '.join(parts)}.")

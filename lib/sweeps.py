@@ -149,11 +149,10 @@ def plan(chapter: str = "04_alternet", profile: str = "cpu") -> list[Run]:
 def size(chapter: str = "04_alternet", profile: str = "cpu", *, group: str | None = None) -> int:
     """How many training runs the sweep holds, each checkpoint counted once; with ``group``, only
     that group's runs that no other group shares (e.g. the build-up runs that are not data runs)."""
-    folders = lambda runs_: {r.folder(profile) for r in runs_}  # noqa: E731
     every = plan(chapter, profile)
-    if group is None:
-        return len(folders(every))
-    return len(folders(r for r in every if r.group == group) - folders(r for r in every if r.group != group))
+    mine = {r.folder(profile) for r in every if group in (None, r.group)}
+    others = {r.folder(profile) for r in every if group not in (None, r.group)}
+    return len(mine - others)
 
 
 def pending(chapter: str = "04_alternet", profile: str = "cpu") -> list[Run]:
