@@ -30,7 +30,7 @@ CHAPTER_RUNS: dict[str, list[dict]] = {
                        {"role": "vit", "local": 3}, {"role": "vit", "local": 5}],
     "02_low_pass_msa": [{"role": role} for role in CAST],
     "03_stages_in_series": [{"role": role} for role in CAST],
-    # drafts/04_alternet until its sweep is complete; its kept runs are checked here already
+    # the AlterNet and its baseline at seed 0 on the whole training set, the runs Chapter 4 analyses
     "04_alternet": [{"role": role, "at": at} for role in ("alternet", "preresnet") for at in ("final", "warmup")],
 }
 
