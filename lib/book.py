@@ -28,7 +28,7 @@ CHAPTER_RUNS: dict[str, list[dict]] = {
     "01_flat_losses": [{"role": "resnet"}, {"role": "vit"}, {"role": "resnet", "at": "warmup"}, {"role": "vit", "at": "warmup"},
                        {"role": "vit", "fraction": 0.02}, {"role": "vit", "fraction": 0.1},
                        {"role": "vit", "local": 3}, {"role": "vit", "local": 5}],
-    "02_low_pass_msa": [{"role": role} for role in CAST],
+    "02_low_pass_msa": [{"role": role, "at": at} for role in CAST for at in ("final", "init")],
     "03_stages_in_series": [{"role": role} for role in CAST],
     # the AlterNet and its baseline at seed 0 on the whole training set, the runs Chapter 4 analyses
     "04_alternet": [{"role": role, "at": at} for role in ("alternet", "preresnet") for at in ("final", "warmup")],
@@ -113,7 +113,7 @@ def estimate_training_seconds(profile: str, roles=("resnet", "vit", "alternet"),
         with explicit:
             for _ in range(steps + 1):
                 tic = time.perf_counter()
-                with torch.autocast(dev.type, dtype=torch.bfloat16):
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=train.mixed_precision(dev)):
                     loss = torch.nn.functional.cross_entropy(model(x).float(), y)
                 opt.zero_grad()
                 loss.backward()
@@ -132,12 +132,84 @@ def _human(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
+def _training_minutes(role: str, profile: str) -> float | None:
+    """Minutes a committed full-data run of ``role`` took to train here before (the median), if any."""
+    from lib import runs
+
+    took = sorted(m["provenance"]["wall_seconds"] / 60 for m in runs.committed(profile)
+                  if m["role"] == role and m["spec"]["fraction"] == 1.0 and m.get("provenance", {}).get("wall_seconds"))
+    return took[len(took) // 2] if took else None
+
+
+def plan(profile: str, chapters: list[str] | None = None, *, seed: int = 0, recompute: bool = False) -> list[str]:
+    """What executing ``chapters`` under ``profile`` will do, as lines to print before starting.
+
+    Per chapter: its runs (committed, or to train with an estimate from committed runs of the
+    same role; a committed checkpoint is never retrained), its committed cached analyses (valid
+    on this machine, or stale and why, with the time they took to build), and how long the
+    chapter took the last time it was executed.
+    """
+    import json
+
+    from lib import cache, runs, sweeps
+
+    if profile == "smoke":
+        return ["profile smoke: tiny models trained on the fly into a temporary folder, every analysis computed; "
+                "about a minute a chapter; nothing committed is read or written."]
+    lines, total = [f"plan for profile {profile!r} (seed {seed}){', recomputing every cached analysis' if recompute else ''}:"], 0.0
+    for notebook in chapter_paths(chapters):
+        name = notebook.stem
+        duration = json.loads(notebook.read_text()).get("metadata", {}).get("papermill", {}).get("duration")
+        lines.append(f"{name}: last executed in {duration / 60:.1f} min" if duration else f"{name}:")
+        total += duration or 0.0
+        wanted = [dict(r) for r in CHAPTER_RUNS.get(name, [])]
+        if profile in sweeps.BUDGETS.get(name, {}):
+            wanted += [{"role": r.role, **r.kwargs, "sweep": True} for r in sweeps.pending(name, profile)]
+        committed, to_train = 0, []
+        for request in wanted:
+            request = dict(request)
+            role, at, in_sweep = request.pop("role"), request.pop("at", "final"), request.pop("sweep", False)
+            request.setdefault("seed", seed)
+            folder = runs.run_dir(role, profile, **request)
+            if (folder / "meta.json").exists() and (in_sweep or (folder / f"{at}.safetensors").exists()):
+                committed += 1
+            elif (folder / "meta.json").exists():
+                to_train.append(f"    ✗ {folder.name} has no {at} snapshot: "
+                                + ("add it with: python -m lib.runs add-init ..." if at == "init" else "retrain it by hand (never automatic)"))
+            else:
+                minutes = _training_minutes(role, profile)
+                fraction = request.get("fraction", 1.0)
+                estimate = f"≈ {minutes * fraction:.0f} min" if minutes else "time unknown"
+                total += 60 * (minutes or 0) * fraction
+                to_train.append(f"    will train {role} {request} ({estimate})")
+        if wanted:
+            lines.append(f"  runs: {committed} committed" + (f", {len(to_train)} not:" if to_train else ""))
+        lines += to_train
+        findings = cache.audit(profile, [name])
+        stale = [f for f in findings if recompute or not f.ok]
+        if findings:
+            lines.append(f"  cached analyses: {len(findings) - len(stale)} of {len(findings)} valid here"
+                         + (f"; will recompute {len(stale)} (≈ {sum(f.seconds for f in stale) / 60:.0f} min):" if stale else ""))
+            lines += [f"    {f.name}: {f.reason}" for f in stale if not recompute]
+            total += sum(f.seconds for f in stale)
+    lines.append(f"estimated total: about {_human(total)} on a machine like the ones that built these results"
+                 " (analyses missing from the cache are computed as the chapters ask for them, and are not counted)")
+    return lines
+
+
 def run(profile: str, chapters: list[str] | None = None, *, device: str = "auto", seed: int = 0, yes: bool = False,
-        build: bool = True, recompute: bool = False) -> int:
-    """Execute the chapters under ``profile`` and build the site; 0 on success, 1 on a failing chapter."""
+        build: bool = True, recompute: bool = False, plan_only: bool = False) -> int:
+    """Execute the chapters under ``profile`` and build the site; 0 on success, 1 on a failing chapter.
+
+    Prints :func:`plan` first; ``plan_only`` stops there.
+    """
     from lib import profiles
 
     prof = profiles.get(profile)
+    if prof.name != "paper":
+        print("\n".join(plan(prof.name, chapters, seed=seed, recompute=recompute)), flush=True)
+        if plan_only:
+            return 0
     if prof.device == "cuda":
         import torch
 
@@ -206,6 +278,7 @@ def main(argv=None) -> int:
     r.add_argument("--yes", action="store_true", help="run the paper profile even without a GPU")
     r.add_argument("--no-build", action="store_true", help="execute only; skip the site build")
     r.add_argument("--recompute", action="store_true", help="rebuild the chapters' cached analyses (slow)")
+    r.add_argument("--plan", action="store_true", help="only say what would be trained, recomputed and how long it takes")
     s = sub.add_parser("stage", help="run a command as a named stage, printing its wall time")
     s.add_argument("name")
     s.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -214,7 +287,7 @@ def main(argv=None) -> int:
         cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
         return stage(args.name, cmd)
     return run(args.profile, args.chapters, device=args.device, seed=args.seed, yes=args.yes, build=not args.no_build,
-               recompute=args.recompute)
+               recompute=args.recompute, plan_only=args.plan)
 
 
 if __name__ == "__main__":

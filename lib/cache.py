@@ -2,9 +2,13 @@
 
 Hessian spectra, landscapes, lesions and noise sweeps cost more than a chapter's four minutes on
 a 2-core CPU, so a chapter asks a :class:`Cache` for them. Each result is stored as one JSON
-file, ``data/results/<profile>/cache/<chapter>/<name>.json``, keyed by a hash of the analysed
-weights (the tensors themselves, so a retrained or edited model never hits) and of the
-analysis parameters. On a miss the result is computed by the same function the chapter would
+file, ``data/results/<profile>/cache/<chapter>/<name>.json``, keyed by a hash of three things:
+the analysed weights (the tensors themselves, so a retrained or edited model never hits), the
+analysis arguments, and the source code of the module that defines the analysing function (so a
+change in an analysis misses on every machine, not only in the live re-check slice). The weights
+must be a committed snapshot (``lib.runs.trained``), never a model built afresh: fresh bytes
+differ from one CPU to another, and so would the key; each entry records which snapshot it read,
+and :func:`audit` re-derives every committed key from the snapshots on disk. On a miss the result is computed by the same function the chapter would
 call, except under ``BOOK_TRAINING=off`` (tests, CI), where a miss is a :class:`StaleCacheError`
 naming the command that rebuilds it. ``smoke`` results live in the smoke runs' temporary folder,
 are never committed, and are built even under ``BOOK_TRAINING=off``.
@@ -33,7 +37,8 @@ from torch import nn
 
 from lib import runs, storage
 
-__all__ = ["VERSION", "Cache", "StaleCacheError", "assert_close", "cache_root", "fingerprint", "rebuild_command", "slug"]
+__all__ = ["VERSION", "Cache", "StaleCacheError", "assert_close", "audit", "cache_root", "code_digest", "fingerprint",
+           "rebuild_command", "slug"]
 
 VERSION = 1  # bump when the stored format changes: every entry then misses
 
@@ -69,13 +74,35 @@ def slug(text: str) -> str:
     return out
 
 
-def fingerprint(model: nn.Module) -> str:
+def fingerprint(model: nn.Module | Mapping[str, torch.Tensor]) -> str:
     """sha256 of a model's state dict (names, dtypes, shapes and bytes), in a fixed order."""
+    state = model.state_dict() if isinstance(model, nn.Module) else model
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(_bytes(tensor))
     return digest.hexdigest()
+
+
+def code_digest(*modules: str) -> dict[str, str]:
+    """``{module: sha256 of its source}`` for the named modules, line endings normalised.
+
+    Part of every cache key: an edit to an analysis module misses every entry it computed.
+    """
+    out = {}
+    for name in sorted(set(modules)):
+        module = importlib.import_module(name)
+        text = Path(module.__file__).read_text(encoding="utf-8").replace("\r\n", "\n")
+        out[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return out
+
+
+def source_of(model: nn.Module) -> str | None:
+    """The committed snapshot a model was loaded from, ``"<run folder>/<at>"``; None for a model built afresh."""
+    run = getattr(model, "book_run", None)
+    if not run or "dir" not in run or "at" not in run:
+        return None
+    return f"{Path(run['dir']).name}/{run['at']}"
 
 
 # ------------------------------------------------------------------------------ encoding
@@ -138,9 +165,9 @@ def _decode(value):
     return value
 
 
-def _key(name: str, params: Mapping, fingerprints: list[str]) -> str:
-    text = json.dumps({"version": VERSION, "name": name, "params": _encode(dict(params)), "models": fingerprints},
-                      sort_keys=True, separators=(",", ":"))
+def _key(name: str, params: Mapping, fingerprints: list[str], code: Mapping[str, str]) -> str:
+    text = json.dumps({"version": VERSION, "name": name, "params": _encode(dict(params)), "models": fingerprints,
+                       "code": dict(code)}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -176,7 +203,7 @@ class Cache:
         return self.folder / f"{name}.json"
 
     def __call__(self, name: str, compute: Callable[[], object], *, models: Iterable[nn.Module] = (),
-                 params: Mapping | None = None):
+                 params: Mapping | None = None, code: Iterable[str] = ()):
         """The cached value of ``name`` for these models and parameters, computing it on a miss.
 
         Args:
@@ -185,6 +212,7 @@ class Cache:
             models: The models the result depends on; their weights are part of the key.
             params: Everything else the result depends on (JSON-able): image counts, seeds,
                 frequencies, batch counts.
+            code: The modules whose source the result depends on (``"lib.analysis.fourier"``).
 
         Raises:
             StaleCacheError: On a miss under ``BOOK_TRAINING=off`` (``cpu``/``paper``) without
@@ -192,15 +220,17 @@ class Cache:
         """
         path = self.path(name)
         params = dict(params or {})
+        models = list(models)
         prints = [fingerprint(m) for m in models]
-        key = _key(name, params, prints)
+        digests = code_digest(*code)
+        key = _key(name, params, prints, digests)
         reason = "it was never built"
         if path.exists() and not self.recompute:
             entry = storage.load_json(path, rebuild_hint=f"Delete it and rebuild with: {rebuild_command(self.chapter, self.profile)}")
             if entry.get("key") == key:
                 self.timings[name] = 0.0
                 return _decode(entry["value"])
-            reason = _why_stale(entry, params, prints)
+            reason = _why_stale(entry, params, prints, digests)
         if not self.recompute and self.profile != "smoke" and not runs.training_enabled():
             raise StaleCacheError(
                 f"cached analysis {path} is not usable: {reason}. BOOK_TRAINING=off forbids rebuilding it here; "
@@ -217,6 +247,8 @@ class Cache:
             "profile": self.profile,
             "params": _encode(params),
             "models": prints,
+            "sources": [source_of(m) for m in models],
+            "code": digests,
             "value": _encode(value),
             "provenance": runs.provenance(_dataset(models), wall_seconds=wall),
         }
@@ -227,16 +259,17 @@ class Cache:
     def apply(self, name: str, function: Callable, model: nn.Module, *args, **kwargs):
         """``function(model, *args, **kwargs)``, cached under ``name``.
 
-        The key covers the function's qualified name, the model's weights and every argument;
-        tensors enter as a digest of their bytes, so other images miss. ``progress`` is passed
-        through but is not part of the key.
+        The key covers the function's qualified name and its module's source, the model's weights
+        and every argument; tensors enter as a digest of their bytes, so other images miss.
+        ``progress`` is passed through but is not part of the key.
         """
         params = {
             "function": f"{function.__module__}.{function.__qualname__}",
             "args": [_digest(a) for a in args],
             "kwargs": {k: _digest(v) for k, v in sorted(kwargs.items()) if k != "progress"},
         }
-        return self(name, lambda: function(model, *args, **kwargs), models=[model], params=params)
+        return self(name, lambda: function(model, *args, **kwargs), models=[model], params=params,
+                    code=[function.__module__])
 
     def provenance(self, name: str) -> dict:
         """The stored provenance of an entry (git SHA, machine, wall time of the computation)."""
@@ -259,14 +292,111 @@ def _dataset(models: Iterable[nn.Module]) -> str:
     return "cifar10"
 
 
-def _why_stale(entry: dict, params: dict, prints: list[str]) -> str:
+def _why_stale(entry: dict, params: dict, prints: list[str], code: dict[str, str]) -> str:
+    """Which of the key's parts moved: the weights, the arguments or the analysis code (all that apply)."""
+    reasons = []
     if entry.get("models") != prints:
-        return "it was computed from other model weights (retrained or changed checkpoint)"
+        sources = [s for s in entry.get("sources") or [] if s]
+        reasons.append("it was computed from other model weights"
+                       + (f" (the entry read {', '.join(sources)}; a different checkpoint is loaded now)" if sources else
+                          " (a model whose bytes differ here: retrained, edited, or built afresh on another CPU)"))
     stored = entry.get("params")
     if stored != _encode(params):
         changed = sorted(k for k in set(stored or {}) | set(params) if (stored or {}).get(k) != _encode(params).get(k))
-        return f"its parameters differ ({', '.join(changed)})"
-    return "its format version changed"
+        reasons.append(f"its parameters differ ({', '.join(changed)})")
+    if entry.get("code") != code:
+        changed = sorted(m for m in set(entry.get("code") or {}) | set(code) if (entry.get("code") or {}).get(m) != code.get(m))
+        reasons.append(f"the analysis code changed ({', '.join(changed)})")
+    return "; ".join(reasons) or "its format version changed"
+
+
+# --------------------------------------------------------------------------------- audit
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One committed cache entry, checked without the chapter: ``ok`` or why a chapter would miss it."""
+
+    chapter: str
+    name: str
+    ok: bool
+    reason: str
+    seconds: float  # what computing it took when it was built (0 if unknown)
+
+
+def audit(profile: str = "cpu", chapters: Iterable[str] | None = None) -> list[Finding]:
+    """Re-derive the key of every committed cache entry from what is on disk, on this machine.
+
+    For each entry: its models are re-read from the committed snapshots it names and
+    fingerprinted here, its analysis modules are hashed as they are now, and the key is rebuilt
+    from those and the stored arguments. An entry passes when that key is the stored one, so a
+    chapter that asks for the same analysis of the same snapshots hits. An entry whose model
+    was built afresh (no snapshot named) fails: its key would depend on the CPU.
+    """
+    root = cache_root(profile)
+    wanted = set(chapters) if chapters is not None else None
+    checkpoints = runs.checkpoint_root(profile)
+    prints: dict[str, str] = {}
+    out = []
+    for path in sorted(root.glob("*/*.json")):
+        chapter = path.parent.name
+        if wanted is not None and chapter not in wanted:
+            continue
+        entry = storage.load_json(path, rebuild_hint=f"Rebuild it with: {rebuild_command(chapter, profile)}")
+        seconds = float((entry.get("provenance") or {}).get("wall_seconds") or 0.0)
+        sources = entry.get("sources")
+        problems = []
+        if sources is None or len(sources) != len(entry.get("models", [])) or not all(sources):
+            problems.append("it does not name the committed snapshot of every model it analysed (a model built afresh "
+                            "has CPU-dependent bytes)")
+        else:
+            for source in sources:
+                if source not in prints:
+                    snapshot = checkpoints / f"{source}.safetensors"
+                    prints[source] = fingerprint(storage.load_weights(snapshot)) if snapshot.exists() else "missing"
+            now = [prints[s] for s in sources]
+            if "missing" in now:
+                problems.append(f"a snapshot it read is not committed ({', '.join(s for s in sources if prints[s] == 'missing')})")
+            elif now != entry.get("models"):
+                problems.append(f"the committed snapshots it read ({', '.join(sources)}) have other weights now")
+        try:
+            code = code_digest(*(entry.get("code") or {}))
+        except ImportError as err:
+            code, problems = {}, problems + [f"its analysis module is gone ({err})"]
+        if not entry.get("code"):
+            problems.append("it records no analysis code (made before cache keys covered the code)")
+        elif code != entry.get("code"):
+            changed = sorted(m for m in code if code[m] != entry["code"].get(m))
+            problems.append(f"the analysis code changed ({', '.join(changed)})")
+        # the arguments are stored encoded, and encoding them again changes nothing
+        if not problems and _key(entry["name"], entry["params"], entry["models"], code) != entry.get("key"):
+            problems.append("its key does not follow from its stored parts (edited by hand, or an older format)")
+        out.append(Finding(chapter, path.stem, not problems, "; ".join(problems) or "ok", seconds))
+    return out
+
+
+def main(argv=None) -> int:
+    """``python -m lib.cache audit [--profile cpu] [--chapters 02 …]``: exit 1 if any committed entry would miss."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lib.cache", description="Check committed cached analyses.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("audit", help="re-derive every committed key from the snapshots and code on disk")
+    a.add_argument("--profile", default="cpu")
+    a.add_argument("--chapters", nargs="*", help="chapter stems (default: all)")
+    args = parser.parse_args(argv)
+    findings = audit(args.profile, args.chapters)
+    for f in findings:
+        if not f.ok:
+            print(f"✗ {f.chapter}/{f.name}: {f.reason}. Rebuild with: {rebuild_command(f.chapter, args.profile)}")
+    bad = sum(not f.ok for f in findings)
+    print(f"{len(findings) - bad} of {len(findings)} cached analyses of profile {args.profile!r} load on this machine "
+          f"(ATen CPU capability {torch.backends.cpu.get_cpu_capability()})")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
 
 
 # ------------------------------------------------------------------------- live re-check

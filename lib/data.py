@@ -38,6 +38,7 @@ import sys
 import tarfile
 import tempfile
 import warnings
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -284,7 +285,15 @@ def _decode_jpegs_batched(members: list[tuple[str, str, bytes]], split: str) -> 
 
 def _decode_archive(path: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Images ordered by (class, file name); labels index the sorted class names."""
-    classes, members = _archive_members(path, split)
+    try:
+        classes, members = _archive_members(path, split)
+    except (EOFError, tarfile.TarError, zlib.error, OSError) as err:  # truncated or damaged gzip/tar
+        raise storage.CorruptFileError(
+            f"the CIFAR-10 archive {path} is truncated or damaged ({type(err).__name__}: {err}). Its sha256 is "
+            f"{_sha256_file(path)}; the archive this book expects (cifar10-jpeg-q75.tar.gz) has sha256 "
+            f"{SHARED_ARCHIVE_SHA256}. Copy it again from the project's shared data (shared/data/), point "
+            "BOOK_CIFAR10_ARCHIVE at a good copy, or unset BOOK_CIFAR10_ARCHIVE to fall back to torchvision's CIFAR-10."
+        ) from err
     label_of = {name: label for label, name in enumerate(classes)}
     labels = torch.tensor([label_of[cls] for cls, _, _ in members], dtype=torch.int64)
     return _decode_jpegs(members, split), labels, classes

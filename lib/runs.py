@@ -12,6 +12,7 @@ Command line::
 
     python -m lib.runs train resnet vit alternet --profile cpu [--seed 0] [--fraction 1.0] [--set epochs=8 local=3]
     python -m lib.runs list [--profile cpu]
+    python -m lib.runs add-init resnet vit alternet --profile cpu   # runs trained before init snapshots
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from lib import data, metrics, models, profiles, storage, train
 
 KEY_VERSION = 1
 REPO = Path(__file__).resolve().parents[1]
-AT = ("final", "warmup")
+AT = ("final", "warmup", "init")  # the snapshots a run keeps: end of training, end of warm-up, its starting point
+SCORED = ("final", "warmup")  # the snapshots whose test metrics meta.json records
 
 evaluate = metrics.evaluate  # the engine and the analyses score models with the same function
 
@@ -228,6 +230,11 @@ def _load(role, profile, seed, fraction, at, overrides, folder: Path) -> nn.Modu
     cmd = train_command(role, profile, seed, fraction, overrides)
     hint = f"Delete {folder} and retrain it with: {cmd}"
     meta = storage.load_json(folder / "meta.json", rebuild_hint=hint)
+    if at == "init" and not (folder / "init.safetensors").exists():
+        raise TrainingDisabledError(
+            f"{folder} has no init snapshot: the run was trained before runs kept their starting point. "
+            f"Add it from the run's seed with: python -m lib.runs add-init {role} --profile {profile} --seed {seed} "
+            f"--fraction {fraction}" + (f" --set {' '.join(f'{k}={v}' for k, v in sorted(overrides.items()))}" if overrides else ""))
     model = build(role, profile, seed=seed, **overrides)
     state = storage.load_weights(folder / f"{at}.safetensors", rebuild_hint=hint)
     try:
@@ -293,6 +300,13 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
     model = build(role, prof.name, seed=seed, **overrides)
     state_path = runs_root(prof.name) / folder.name / "state.pt"
     warmup_path = runs_root(prof.name) / folder.name / "warmup.safetensors"
+    init_path = runs_root(prof.name) / folder.name / "init.safetensors"
+    if not state_path.exists():  # the very weights this run starts from (a resume keeps the first start's)
+        storage.save_weights(model.state_dict(), init_path)
+    elif not init_path.exists():
+        raise storage.CorruptFileError(
+            f"{state_path} resumes a run whose init snapshot {init_path} is missing (started by older code). "
+            f"Delete {state_path.parent} and retrain it with: {train_command(role, prof.name, seed, fraction, overrides)}")
 
     def snapshot(epoch, net, history):
         if epoch == recipe.warmup_epochs:
@@ -308,13 +322,14 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
     wall = sum(h["seconds"] for h in history)
     final = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if recipe.warmup_epochs == 0:
-        storage.save_weights(build(role, prof.name, seed=seed, **overrides).state_dict(), warmup_path)
+        shutil.copyfile(init_path, warmup_path)
     # Score what is committed: the half-precision weights, reloaded.
     staged = folder.with_name(folder.name + ".staging")
     storage.save_weights(final, staged / "final.safetensors")
-    storage.save_weights(storage.load_weights(warmup_path), staged / "warmup.safetensors")
+    for at, path in (("warmup", warmup_path), ("init", init_path)):
+        storage.save_weights(storage.load_weights(path), staged / f"{at}.safetensors")
     results = {}
-    for at in AT:
+    for at in SCORED:
         net = build(role, prof.name, seed=seed, **overrides)
         net.load_state_dict(storage.load_weights(staged / f"{at}.safetensors"))
         results[at] = metrics.evaluate(net, *test_set)
@@ -329,6 +344,7 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
         "monitor_images": len(monitor_set[0]),
         "parameters": sum(p.numel() for p in model.parameters()),
         "history": history,
+        "init": {"how": "saved as training started"},
         "provenance": provenance(prof.dataset, wall_seconds=wall, elapsed_seconds=time.time() - tic,
                                  device=str(train.resolve_device(device)), git_sha_at_start=sha_at_start),
     }
@@ -382,6 +398,29 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def add_init(role: str, profile: str = "cpu", *, seed: int = 0, fraction: float = 1.0, **overrides) -> Path:
+    """Give a run trained before runs kept their starting point an ``init`` snapshot, rebuilt from its seed.
+
+    The rebuild uses ATen's portable kernels (``ATEN_CPU_CAPABILITY=default``), so every machine
+    writes the same bytes; the vectorised kernels the training machine used agree with them to
+    float32 rounding, which half precision mostly absorbs (about 0.1 % of the stored values differ
+    by one unit in the last place). ``meta.json`` records how the snapshot was made.
+    """
+    if torch.backends.cpu.get_cpu_capability() != "DEFAULT":
+        raise RuntimeError("add_init must run with ATEN_CPU_CAPABILITY=default set before torch is imported; "
+                           "use the command line: python -m lib.runs add-init ROLE ...")
+    folder = run_dir(role, profile, seed=seed, fraction=fraction, **overrides)
+    hint = f"train it first with: {train_command(role, profile, seed, fraction, overrides)}"
+    meta = storage.load_json(folder / "meta.json", rebuild_hint=hint)
+    if (folder / "init.safetensors").exists():
+        return folder
+    storage.save_weights(build(role, profile, seed=seed, **overrides).state_dict(), folder / "init.safetensors")
+    meta["init"] = {"how": f"rebuilt from seed {seed} after training, with ATen's portable kernels (ATEN_CPU_CAPABILITY=default)",
+                    "provenance": provenance(profiles.get(profile).dataset)}
+    storage.save_json(meta, folder / "meta.json")
+    return folder
 
 
 def committed(profile: str = "cpu") -> list[dict]:
@@ -471,10 +510,24 @@ def main(argv=None) -> None:
     t.add_argument("--fraction", type=float, default=1.0)
     t.add_argument("--device", default="auto")
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe or model overrides")
+    a = sub.add_parser("add-init", help="give runs trained before init snapshots were kept one, rebuilt from their seed")
+    a.add_argument("roles", nargs="+", metavar="role")
+    a.add_argument("--profile", default="cpu", choices=sorted(profiles.PROFILES))
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--fraction", type=float, default=1.0)
+    a.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe or model overrides")
     ls = sub.add_parser("list", help="list committed runs")
     ls.add_argument("--profile", default="cpu", choices=sorted(profiles.PROFILES))
     args = parser.parse_args(argv)
-    if args.command == "train":
+    if args.command == "add-init":
+        if torch.backends.cpu.get_cpu_capability() != "DEFAULT":  # the portable kernels must be chosen before torch loads
+            argv = sys.argv[1:] if argv is None else list(argv)
+            env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
+            raise SystemExit(subprocess.run([sys.executable, "-m", "lib.runs", *argv], env=env).returncode)
+        for role in args.roles:
+            folder = add_init(role, args.profile, seed=args.seed, fraction=args.fraction, **_parse_set(args.set))
+            print(f"{role}: {folder / 'init.safetensors'}", flush=True)
+    elif args.command == "train":
         os.environ["BOOK_TRAINING"] = "on"
         for role in args.roles:
             model = trained(role, args.profile, seed=args.seed, fraction=args.fraction, device=args.device, **_parse_set(args.set))
@@ -482,8 +535,9 @@ def main(argv=None) -> None:
     else:
         for run in committed(args.profile):
             t = run["test"]["final"]
+            kept = ",".join(at for at in AT if (Path(run["dir"]) / f"{at}.safetensors").exists()) or "metrics only"
             print(f"{run['role']:10s} {run['spec']['model']:18s} seed {run['spec']['seed']} fraction {run['spec']['fraction']:<5} "
-                  f"acc {t['accuracy']:.4f}  {Path(run['dir']).name}")
+                  f"acc {t['accuracy']:.4f}  {kept:18s} {Path(run['dir']).name}")
 
 
 if __name__ == "__main__":

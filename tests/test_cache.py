@@ -1,6 +1,8 @@
 """The analysis cache: hits, misses keyed by weights and parameters, BOOK_TRAINING=off, round trips."""
 
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -52,6 +54,65 @@ def test_miss_under_training_off_names_the_reason_and_the_rebuild_command(result
         c("a", lambda: 2, models=[_model(0)], params={"n": 5})
     with pytest.raises(cache.StaleCacheError, match="never built"):
         c("b", lambda: 2)
+
+
+def test_a_change_in_the_analysis_code_misses_and_the_error_says_so(results, monkeypatch):
+    def analyse(model, scale=1.0):
+        return scale
+
+    c = cache.Cache("99_test", "cpu")
+    assert c.apply("a", analyse, _model(0), scale=2.0) == 2.0
+    entry = json.loads(c.path("a").read_text())
+    assert entry["code"] == cache.code_digest(__name__) and entry["sources"] == [None]
+    monkeypatch.setenv("BOOK_TRAINING", "off")
+    assert c.apply("a", analyse, _model(0), scale=2.0) == 2.0
+    monkeypatch.setattr(cache, "code_digest", lambda *modules: {m: "edited" for m in modules})
+    with pytest.raises(cache.StaleCacheError, match=rf"analysis code changed \({__name__}\).*--chapters 99_test --recompute"):
+        c.apply("a", analyse, _model(0), scale=2.0)
+    with pytest.raises(cache.StaleCacheError, match=r"other model weights.*; the analysis code changed"):
+        c.apply("a", analyse, _model(1), scale=2.0)
+
+
+def test_code_digest_follows_the_module_source_and_ignores_line_endings(tmp_path, monkeypatch):
+    module = tmp_path / "book_probe_module.py"
+    module.write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = cache.code_digest("book_probe_module")
+    module.write_bytes(b"X = 1\r\n")
+    assert cache.code_digest("book_probe_module") == first
+    module.write_text("X = 2\n")
+    assert cache.code_digest("book_probe_module") != first
+
+
+def _committed_snapshot(checkpoints, model, name="net-000000000000", at="final"):
+    from lib import storage
+
+    storage.save_weights(model.state_dict(), checkpoints / "cpu" / name / f"{at}.safetensors")
+    loaded = _model(99)
+    loaded.load_state_dict(storage.load_weights(checkpoints / "cpu" / name / f"{at}.safetensors"))
+    loaded.book_run = {"dir": str(checkpoints / "cpu" / name), "at": at}
+    return loaded
+
+
+def test_audit_rederives_keys_from_snapshots_and_flags_fresh_models(results, tmp_path, monkeypatch):
+    def analyse(model, scale=1.0):
+        return scale
+
+    checkpoints = tmp_path / "checkpoints"
+    monkeypatch.setenv("BOOK_CHECKPOINT_DIR", str(checkpoints))
+    snapshot = _committed_snapshot(checkpoints, _model(0))
+    c = cache.Cache("99_test", "cpu")
+    c.apply("from-snapshot", analyse, snapshot, scale=2.0)
+    c.apply("from-fresh", analyse, _model(0), scale=2.0)  # built afresh: bytes a CPU computed
+    found = {f.name: f for f in cache.audit("cpu")}
+    assert found["from-snapshot"].ok and found["from-snapshot"].reason == "ok"
+    assert not found["from-fresh"].ok and "built afresh" in found["from-fresh"].reason
+    # the snapshot changes on disk: the entry no longer follows from it
+    _committed_snapshot(checkpoints, _model(1))
+    assert "other weights now" in {f.name: f for f in cache.audit("cpu")}["from-snapshot"].reason
+    monkeypatch.setattr(cache, "code_digest", lambda *modules: {m: "edited" for m in modules})
+    assert "analysis code changed" in {f.name: f for f in cache.audit("cpu")}["from-snapshot"].reason
+    assert cache.main(["audit", "--profile", "cpu"]) == 1
 
 
 def test_smoke_always_computes_outside_the_repository(results, monkeypatch):

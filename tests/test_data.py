@@ -228,6 +228,17 @@ def test_shared_archive_with_wrong_sha256_is_an_error_giving_both_hashes(isolate
     assert data.SHARED_ARCHIVE_SHA256 in str(caught.value) and actual in str(caught.value)
 
 
+def test_truncated_archive_is_an_error_naming_the_file_the_expected_sha256_and_what_to_do(isolated, tmp_path, monkeypatch):
+    whole = _make_archive(tmp_path / "whole.tar.gz", {"train": 3, "test": 2})
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    monkeypatch.setenv("BOOK_CIFAR10_ARCHIVE", str(cut))
+    with pytest.raises(RuntimeError, match="truncated or damaged") as caught:
+        data.load("cifar10", "test")
+    message = str(caught.value)
+    assert str(cut) in message and data.SHARED_ARCHIVE_SHA256 in message and "BOOK_CIFAR10_ARCHIVE" in message
+
+
 def test_named_archive_that_does_not_exist_is_an_error(isolated, tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_CIFAR10_ARCHIVE", str(tmp_path / "nowhere.tar.gz"))
     with pytest.raises(FileNotFoundError, match="nowhere.tar.gz"):

@@ -87,6 +87,17 @@ def test_smoke_run_trains_once_then_loads(smoke_cache):
         assert torch.equal(a, b)
     warm = runs.trained("resnet", "smoke", at="warmup", progress=False)
     assert not torch.equal(warm.fc.weight, model.fc.weight)
+    # the init snapshot is the very model training started from, stored in half precision
+    init = runs.trained("resnet", "smoke", at="init", progress=False)
+    fresh = runs.build("resnet", "smoke", seed=0)
+    for name, tensor in fresh.state_dict().items():
+        expected = tensor.half().float() if tensor.is_floating_point() else tensor
+        assert torch.equal(init.state_dict()[name], expected), name
+    assert meta["init"]["how"] == "saved as training started"
+    # a run committed before init snapshots were kept says how to add one
+    (runs.run_dir("resnet", "smoke") / "init.safetensors").unlink()
+    with pytest.raises(runs.TrainingDisabledError, match="python -m lib.runs add-init resnet --profile smoke --seed 0"):
+        runs.trained("resnet", "smoke", at="init", progress=False)
 
 
 @pytest.mark.slow

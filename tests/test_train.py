@@ -176,3 +176,18 @@ def test_paper_recipe_runs_with_randaugment_and_mixing():
 def test_asking_for_cuda_without_one_is_named():
     with pytest.raises(ValueError, match="CUDA is not available"):
         train.resolve_device("cuda")
+
+
+def test_precision_is_bf16_where_it_is_native_and_can_be_forced(monkeypatch):
+    cpu = torch.device("cpu")
+    native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    monkeypatch.delenv("BOOK_PRECISION", raising=False)
+    assert train.mixed_precision(cpu) is native
+    assert train.mixed_precision(torch.device("cuda")) is True
+    monkeypatch.setenv("BOOK_PRECISION", "fp32")
+    assert train.mixed_precision(torch.device("cuda")) is False
+    monkeypatch.setenv("BOOK_PRECISION", "bf16")
+    assert train.mixed_precision(cpu) is True
+    monkeypatch.setenv("BOOK_PRECISION", "fp16")
+    with pytest.raises(ValueError, match="BOOK_PRECISION='fp16'; valid: 'auto', 'bf16', 'fp32'"):
+        train.mixed_precision(cpu)
