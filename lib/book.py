@@ -16,8 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-CHAPTERS = REPO / "chapters"
+from lib.paths import CHAPTERS, REPO, chapter_paths  # noqa: F401  (chapter_paths: part of this module's interface)
 BOOK_FILES = ("intro.md", "ledger.md", "bibliography.md", "references.bib", "_config.yml", "_toc.yml")
 CAST = ("resnet", "vit", "alternet")
 
@@ -50,20 +49,6 @@ def glue_checks(prefix: str, checks) -> None:
         lo, hi = check.interval if check.interval is not None else (float("nan"), float("nan"))
         glue_values(f"{prefix}_check{i}", {"value": float(check.value), "lo": float(lo), "hi": float(hi),
                                            "verdict": "holds" if check.holds else "does not hold"})
-
-
-def chapter_paths(names: list[str] | None = None) -> list[Path]:
-    """The chapter notebooks in reading order, or those named (by stem or prefix, e.g. ``00``)."""
-    every = sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
-    if not names:
-        return every
-    chosen = []
-    for name in names:
-        hits = [p for p in every if p.stem == name or p.stem.startswith(name)]
-        if not hits:
-            raise SystemExit(f"no chapter matches {name!r}; chapters: {[p.stem for p in every]}")
-        chosen += hits
-    return chosen
 
 
 def execute(notebook: Path, output: Path, *, profile: str, device: str = "auto", seed: int = 0,

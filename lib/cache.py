@@ -26,7 +26,6 @@ import dataclasses
 import hashlib
 import importlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -35,7 +34,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lib import runs, storage
+from lib import paths, runs, storage
 
 __all__ = ["VERSION", "Cache", "StaleCacheError", "assert_close", "audit", "cache_root", "code_digest", "fingerprint",
            "rebuild_command", "slug"]
@@ -49,9 +48,7 @@ class StaleCacheError(FileNotFoundError):
 
 def cache_root(profile: str) -> Path:
     """Where cached analyses of ``profile`` live (a temporary folder for ``smoke``)."""
-    if profile == "smoke":
-        return runs.smoke_root() / "results" / "cache"
-    return Path(os.environ.get("BOOK_RESULTS_DIR", runs.REPO / "data" / "results")) / profile / "cache"
+    return paths.results_root(profile) / "cache"
 
 
 def rebuild_command(chapter: str, profile: str) -> str:
@@ -231,7 +228,7 @@ class Cache:
                 self.timings[name] = 0.0
                 return _decode(entry["value"])
             reason = _why_stale(entry, params, prints, digests)
-        if not self.recompute and self.profile != "smoke" and not runs.training_enabled():
+        if not self.recompute and self.profile != "smoke" and not paths.training_enabled():
             raise StaleCacheError(
                 f"cached analysis {path} is not usable: {reason}. BOOK_TRAINING=off forbids rebuilding it here; "
                 f"rebuild with: {rebuild_command(self.chapter, self.profile)}"
@@ -335,7 +332,7 @@ def audit(profile: str = "cpu", chapters: Iterable[str] | None = None) -> list[F
     """
     root = cache_root(profile)
     wanted = set(chapters) if chapters is not None else None
-    checkpoints = runs.checkpoint_root(profile)
+    checkpoints = paths.checkpoint_root(profile)
     prints: dict[str, str] = {}
     out = []
     for path in sorted(root.glob("*/*.json")):

@@ -150,9 +150,9 @@ def low_pass(
 
 
 
-def _interval(lo: float, hi: float) -> tuple[float, float] | None:
-    """``(lo, hi)``, or None when undefined (a contrast with an empty group; NaN never holds anyway)."""
-    return None if math.isnan(lo) or math.isnan(hi) else (lo, hi)
+def _interval(lo: float, hi: float) -> tuple[float, float]:
+    """``(lo, hi)``, kept even when undefined: a check whose interval is NaN never holds (a value alone is not enough)."""
+    return (float(lo), float(hi))
 
 
 def _row(frame: pd.DataFrame, role: str, column: str, key: str) -> pd.Series:

@@ -47,11 +47,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from lib import storage
+from lib import paths, storage
 
-REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO / "data"
-SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg-q75.tar.gz"
+SHARED_ARCHIVE = paths.SHARED / "data" / "cifar10-jpeg-q75.tar.gz"
 SHARED_ARCHIVE_SHA256 = "0493b9c94c62a5e8a6b98a28016b4eebed4fa9aac8154143eead5d26fc94fabb"
 
 DATASETS = ("cifar10", "cifar100")
@@ -110,10 +108,7 @@ def _check_batch(images: torch.Tensor) -> None:
 # ---------------------------------------------------------------------------------- sources
 
 
-def data_dir() -> Path:
-    """The data folder: ``$BOOK_DATA_DIR`` if set, else the repository's ``data/``."""
-    override = os.environ.get("BOOK_DATA_DIR")
-    return Path(override).expanduser() if override else DATA_DIR
+data_dir = paths.data_dir  # ``$BOOK_DATA_DIR`` if set, else the repository's ``data/``
 
 
 def _sha256_file(path: Path) -> str:

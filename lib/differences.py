@@ -125,9 +125,9 @@ def table(chapter: str | None = None, profile: str = "cpu") -> pd.DataFrame:
     if chapter:
         chapters = [chapter]
     else:  # the chapters in the book (not drafts) that have method rows
-        from lib import book
+        from lib.paths import chapter_paths
 
-        chapters = [p.stem for p in book.chapter_paths() if p.stem in METHOD_CHAPTERS]
+        chapters = [p.stem for p in chapter_paths() if p.stem in METHOD_CHAPTERS]
     extra = [(what, paper, ours) for c in chapters for what, paper, ours in methods(c, profile)]
     more = pd.DataFrame(extra, columns=["", "paper", "ours"]).set_index("")
     return pd.concat([shared, more])

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from lib import verdict
+from lib.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 START, END = "<!-- ledger:start -->", "<!-- ledger:end -->"
 TITLES = {

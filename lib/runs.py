@@ -18,7 +18,6 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import atexit
 import dataclasses
 import hashlib
 import json
@@ -28,7 +27,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,9 +34,9 @@ import torch
 from torch import nn
 
 from lib import data, metrics, models, profiles, storage, train
+from lib.paths import REPO, checkpoint_root, runs_root, smoke_root, training_enabled  # noqa: F401  (re-exported)
 
 KEY_VERSION = 1
-REPO = Path(__file__).resolve().parents[1]
 AT = ("final", "warmup", "init")  # the snapshots a run keeps: end of training, end of warm-up, its starting point
 SCORED = ("final", "warmup")  # the snapshots whose test metrics meta.json records
 
@@ -47,41 +45,6 @@ evaluate = metrics.evaluate  # the engine and the analyses score models with the
 
 class TrainingDisabledError(FileNotFoundError):
     """``BOOK_TRAINING=off`` and the checkpoint a chapter needs is not committed."""
-
-
-def training_enabled() -> bool:
-    return os.environ.get("BOOK_TRAINING", "on").lower() not in ("off", "0", "false", "no")
-
-
-_smoke_dir: Path | None = None
-
-
-def smoke_root() -> Path:
-    """Where ``smoke`` runs live: ``BOOK_SMOKE_CACHE`` if set, else a temporary folder of this process.
-
-    Per process by default, so a smoke run never picks up a checkpoint made by older code.
-    """
-    global _smoke_dir
-    if os.environ.get("BOOK_SMOKE_CACHE"):
-        return Path(os.environ["BOOK_SMOKE_CACHE"])
-    if _smoke_dir is None:
-        _smoke_dir = Path(tempfile.mkdtemp(prefix="book-smoke-"))
-        atexit.register(shutil.rmtree, _smoke_dir, ignore_errors=True)
-    return _smoke_dir
-
-
-def checkpoint_root(profile: str) -> Path:
-    """Committed checkpoints; ``smoke`` runs live in a temporary folder instead."""
-    if profile == "smoke":
-        return smoke_root() / "checkpoints"
-    return Path(os.environ.get("BOOK_CHECKPOINT_DIR", REPO / "data" / "checkpoints")) / profile
-
-
-def runs_root(profile: str) -> Path:
-    """Resume states (git-ignored)."""
-    if profile == "smoke":
-        return smoke_root() / "runs"
-    return Path(os.environ.get("BOOK_RUNS_DIR", REPO / "data" / "runs")) / profile
 
 
 def _split_overrides(overrides: dict) -> tuple[dict, dict]:

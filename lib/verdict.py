@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import operator
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from torch import nn
 
-from lib import runs, storage
+from lib import paths, runs, storage
 
 __all__ = ["OPS", "Check", "budget", "record", "results_path", "load"]
 
@@ -119,9 +118,7 @@ def budget(*models: nn.Module, images: int | None = None, **extra) -> dict:
 
 def results_path(chapter: str, profile: str) -> Path:
     """``data/results/<profile>/<chapter>.json`` (a temporary folder for ``smoke``)."""
-    if profile == "smoke":
-        return runs.smoke_root() / "results" / f"{chapter}.json"
-    return Path(os.environ.get("BOOK_RESULTS_DIR", runs.REPO / "data" / "results")) / profile / f"{chapter}.json"
+    return paths.results_root(profile) / f"{chapter}.json"
 
 
 def record(chapter: str, profile: str, checks: Sequence[Check], *, digits: int = 3, **provenance) -> pd.DataFrame:

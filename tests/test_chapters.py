@@ -14,12 +14,6 @@ def test_there_are_chapters():
     assert book.chapter_paths(), "no chapters found"
 
 
-@pytest.fixture(scope="module")
-def smoke_cache(tmp_path_factory):
-    """One smoke cache for every chapter of this run: the tiny models train once, not per chapter."""
-    return tmp_path_factory.mktemp("smoke-cache")
-
-
 @pytest.mark.chapters
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_chapter_runs_in_smoke_profile(notebook: Path, tmp_path, smoke_cache, monkeypatch):

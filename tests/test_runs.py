@@ -59,15 +59,6 @@ def test_missing_cpu_checkpoint_with_training_off_names_the_command(monkeypatch,
         runs.trained("vit", "cpu", seed=3)
 
 
-@pytest.fixture(scope="module")
-def smoke_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("BOOK_SMOKE_CACHE", str(tmp_path_factory.mktemp("smoke")))
-    mp.setenv("BOOK_TRAINING", "off")  # smoke trains regardless
-    yield
-    mp.undo()
-
-
 @pytest.mark.slow
 def test_smoke_run_trains_once_then_loads(smoke_cache):
     model = runs.trained("resnet", "smoke", progress=False)
