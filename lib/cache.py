@@ -22,11 +22,14 @@ Values that round-trip: numbers, strings, None, lists, dicts, pandas DataFrames 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import importlib
+import io
 import json
 import time
+import tokenize
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -82,16 +85,46 @@ def fingerprint(model: nn.Module | Mapping[str, torch.Tensor]) -> str:
 
 
 def code_digest(*modules: str) -> dict[str, str]:
-    """``{module: sha256 of its source}`` for the named modules, line endings normalised.
+    """``{module: sha256 of its code}`` for the named modules (:func:`code_text`: prose left out).
 
-    Part of every cache key: an edit to an analysis module misses every entry it computed.
+    Part of every cache key: an edit to an analysis module's code misses every entry it
+    computed; an edit to its docstrings or comments does not.
     """
     out = {}
     for name in sorted(set(modules)):
         module = importlib.import_module(name)
-        text = Path(module.__file__).read_text(encoding="utf-8").replace("\r\n", "\n")
+        text = code_text(Path(module.__file__).read_text(encoding="utf-8"))
         out[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return out
+
+
+def code_text(source: str) -> str:
+    """Python source without its docstrings, comments, blank lines and trailing spaces.
+
+    Works on the text itself (the spans come from ``ast`` and ``tokenize``), not on a dump of
+    the syntax tree, whose form changes between Python versions: the same file gives the same
+    text under any Python that parses it.
+    """
+    source = source.replace("\r\n", "\n")
+    lines = source.split("\n")
+    spans = []  # (row, col, end_row, end_col), rows from 1, columns in characters
+
+    def char_col(row: int, byte_col: int) -> int:  # ast counts columns in UTF-8 bytes
+        return len(lines[row - 1].encode("utf-8")[:byte_col].decode("utf-8"))
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                spans.append((first.lineno, char_col(first.lineno, first.col_offset),
+                              first.end_lineno, char_col(first.end_lineno, first.end_col_offset)))
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            spans.append((*token.start, *token.end))
+    for row, col, end_row, end_col in sorted(spans, reverse=True):  # from the end, so earlier spans stay valid
+        head, tail = lines[row - 1][:col], lines[end_row - 1][end_col:]
+        lines[row - 1:end_row] = [head + tail]
+    return "\n".join(line.rstrip() for line in lines if line.strip())
 
 
 def source_of(model: nn.Module) -> str | None:

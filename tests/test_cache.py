@@ -1,6 +1,7 @@
 """The analysis cache: hits, misses keyed by weights and parameters, BOOK_TRAINING=off, round trips."""
 
 
+import importlib
 import json
 
 import pandas as pd
@@ -73,15 +74,26 @@ def test_a_change_in_the_analysis_code_misses_and_the_error_says_so(results, mon
         c.apply("a", analyse, _model(1), scale=2.0)
 
 
-def test_code_digest_follows_the_module_source_and_ignores_line_endings(tmp_path, monkeypatch):
+def test_code_digest_follows_the_code_not_its_prose_or_line_endings(tmp_path, monkeypatch):
     module = tmp_path / "book_probe_module.py"
-    module.write_text("X = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    first = cache.code_digest("book_probe_module")
-    module.write_bytes(b"X = 1\r\n")
-    assert cache.code_digest("book_probe_module") == first
-    module.write_text("X = 2\n")
-    assert cache.code_digest("book_probe_module") != first
+
+    def digest(text):
+        module.write_bytes(text.encode())
+        importlib.invalidate_caches()
+        return cache.code_digest("book_probe_module")["book_probe_module"]
+
+    base = digest('"""A module."""\n\ndef f(x):\n    """Twice x."""\n    return 2 * x  # doubled\n')
+    assert digest('"""A module, reworded (§2, ×)."""\n\ndef f(x):\n    """Twice x: see\n    the appendix."""\n\n'
+                  '    return 2 * x\n') == base  # docstrings, comments and blank lines are prose
+    assert digest('"""A module."""\r\n\r\ndef f(x):\r\n    """Twice x."""\r\n    return 2 * x  # doubled\r\n') == base
+    assert digest('"""A module."""\n\ndef f(x):\n    """Twice x."""\n    return 3 * x  # doubled\n') != base
+    assert digest('"""A module."""\n\ndef f(x):\n    """Twice x."""\n    return "2 * x  # not a comment"\n') != base
+
+
+def test_code_text_keeps_strings_that_are_not_docstrings():
+    text = cache.code_text('x = "# kept"  # dropped\ndef g():\n    """doc"""\n    return f"{x} é"  # dropped too\n')
+    assert text == 'x = "# kept"\ndef g():\n    return f"{x} é"'
 
 
 def _committed_snapshot(checkpoints, model, name="net-000000000000", at="final"):
