@@ -27,7 +27,8 @@ from pathlib import Path
 
 from lib import profiles, runs, storage
 
-__all__ = ["Budget", "Run", "BUDGETS", "plan", "size", "pending", "results", "epochs_of", "summary", "record", "prune"]
+__all__ = ["Budget", "Run", "BUDGETS", "plan", "size", "pending", "shard", "parse_shard", "results", "epochs_of", "summary",
+           "record", "prune"]
 
 Overrides = tuple[tuple[str, object], ...]
 
@@ -166,6 +167,35 @@ def pending(chapter: str = "04_alternet", profile: str = "cpu") -> list[Run]:
     return out
 
 
+def shard(chapter: str, profile: str, index: int, count: int) -> list[Run]:
+    """The ``index``-th (1-based) of ``count`` disjoint parts of the sweep, for training on several machines.
+
+    Parts are dealt round-robin from the whole plan (each checkpoint once, cheapest first), so
+    they are about equally costly and do not depend on what a machine has already finished:
+    every machine computes the same split. Runs keep their keys, so the results merge by
+    copying the run folders of ``data/checkpoints/<profile>/`` from each machine into one.
+    """
+    if not (isinstance(count, int) and isinstance(index, int) and count >= 1 and 1 <= index <= count):
+        raise ValueError(f"shard {index}/{count}: need 1 ≤ I ≤ N, e.g. 1/2 and 2/2 for two machines")
+    distinct, seen = [], set()
+    for r in plan(chapter, profile):
+        if r.folder(profile) not in seen:
+            seen.add(r.folder(profile))
+            distinct.append(r)
+    return distinct[index - 1::count]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/3"`` → ``(2, 3)``, with a clear error for anything else."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 1/2") from None
+    if not 1 <= index <= count:
+        raise ValueError(f"--shard {text!r}: need 1 ≤ I ≤ N, e.g. 1/2 and 2/2 for two machines")
+    return index, count
+
+
 def prune(run: Run, profile: str) -> None:
     """Move a finished run's weights out of ``data/checkpoints/`` (committed) into ``data/runs/`` (ignored)."""
     folder = run.folder(profile)
@@ -259,14 +289,25 @@ def main(argv=None) -> None:
     parser.add_argument("--profile", default="cpu", choices=sorted(profiles.PROFILES))
     parser.add_argument("--max-runs", type=int, default=None, help="stop after this many runs")
     parser.add_argument("--stop-file", default=None, help="stop before the next run once this file exists")
+    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="train only the I-th of N disjoint parts of the sweep (one per machine; merge by copying run folders)")
     args = parser.parse_args(argv)
+    try:
+        part = parse_shard(args.shard) if args.shard else None
+    except ValueError as err:
+        parser.error(str(err))
     if args.command == "status":
         _status(args.chapter, args.profile)
         return
     os.environ["BOOK_TRAINING"] = "on"
     for r in plan(args.chapter, args.profile):  # finished runs may still hold weights to prune
         prune(r, args.profile)
-    for i, r in enumerate(pending(args.chapter, args.profile)):
+    todo = pending(args.chapter, args.profile)
+    if part:
+        mine = {r.folder(args.profile) for r in shard(args.chapter, args.profile, *part)}
+        todo = [r for r in todo if r.folder(args.profile) in mine]
+        print(f"shard {part[0]}/{part[1]}: {len(mine)} runs of the sweep, {len(todo)} still to train here", flush=True)
+    for i, r in enumerate(todo):
         if (args.max_runs is not None and i >= args.max_runs) or (args.stop_file and Path(args.stop_file).exists()):
             break
         tic = time.time()

@@ -107,3 +107,21 @@ def test_epochs_of_insists_on_one_number_of_epochs():
     assert sweeps.epochs_of(frame) == 12 and sweeps.epochs_of(frame, "build-up") == 6
     with pytest.raises(ValueError, match=r"\[6, 12\]"):
         sweeps.epochs_of(frame.assign(group="data"))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5])
+def test_shards_partition_the_plan(count):
+    every = {r.folder("cpu") for r in sweeps.plan("04_alternet", "cpu")}
+    parts = [[r.folder("cpu") for r in sweeps.shard("04_alternet", "cpu", i, count)] for i in range(1, count + 1)]
+    flat = [folder for part in parts for folder in part]
+    assert len(flat) == len(set(flat)) == len(every) and set(flat) == every  # disjoint, and together the whole
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1  # dealt evenly
+
+
+def test_a_bad_shard_is_a_clear_error():
+    assert sweeps.parse_shard("2/3") == (2, 3)
+    for bad in ("0/2", "3/2", "x", "1/2/3", "1-2"):
+        with pytest.raises(ValueError, match="shard"):
+            sweeps.parse_shard(bad)
+    with pytest.raises(ValueError, match="1 ≤ I ≤ N"):
+        sweeps.shard("04_alternet", "cpu", 0, 2)
