@@ -67,7 +67,29 @@ def execute(notebook: Path, output: Path, *, profile: str, device: str = "auto",
         str(notebook), str(output), parameters=parameters,
         cwd=str(output.parent), kernel_name="python3", progress_bar=False, log_output=False,
     )
+    tidy_executed(output)
     return time.perf_counter() - tic
+
+
+def tidy_executed(notebook: Path) -> None:
+    """On the website, fold the chapter's parameters cell and leave out papermill's injected copy of it;
+    papermill's record of the notebook's paths is kept relative to the checkout (no machine's folders)."""
+    import os
+
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    record = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if record.get(key) and os.path.isabs(record[key]):
+            record[key] = os.path.relpath(record[key], REPO)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        for marker, tag in (("injected-parameters", "remove-cell"), ("parameters", "hide-cell")):
+            if marker in tags and tag not in tags:
+                tags.append(tag)
+                break
+    nbformat.write(nb, str(notebook))
 
 
 def estimate_training_seconds(profile: str, roles=("resnet", "vit", "alternet"), *, device: str = "auto",

@@ -1,6 +1,6 @@
 """CIFAR-10/100 for the book: where the images come from, a decoded cache, subsets, augmentation.
 
-Serves METHODS.md §2, the training recipe of Park & Kim, "How Do Vision Transformers Work?"
+Serves methods.md §2, the training recipe of Park & Kim, "How Do Vision Transformers Work?"
 (ICLR 2022): the datasets and their normalisation constants, the class-balanced subsets of the
 small-data regime (``ops.datasets.subsample`` in the authors' code), random crop + flip,
 RandAugment ``rand-m9-n2-mstd1.0`` and batch-mode Mixup/CutMix with label smoothing.
@@ -58,12 +58,12 @@ NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 DISPLAY_NAME = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}  # as prose and captions write them
 IMAGE_SHAPE = (3, 32, 32)
 
-# METHODS §2, as in the authors' configs. The std values are the widely copied CIFAR constants
+# methods.md §2, as in the authors' configs. The std values are the widely copied CIFAR constants
 # (close to the mean of per-image stds), so normalised pixels have a std of about 1.2, not 1.
 MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4867, 0.4408)}
 STD = {"cifar10": (0.2023, 0.1994, 0.2010), "cifar100": (0.2675, 0.2565, 0.2761)}
 
-# METHODS §2: timm RandAugment, magnitude 9, two ops per image, magnitude noise std 1.
+# methods.md §2: timm RandAugment, magnitude 9, two ops per image, magnitude noise std 1.
 PAPER_RANDAUGMENT = "rand-m9-n2-mstd1.0"
 
 DOWNLOAD_TIMEOUT_S = 10.0  # per socket operation: long enough for a slow link, short when offline
@@ -133,6 +133,15 @@ _JPEG_CAVEAT = (
 )
 
 
+def _display(path: Path) -> str:
+    """A path as the book prints it: relative to the checkout's folder when it lies near it (no machine's home on a page)."""
+    try:
+        relative = os.path.relpath(Path(path).resolve(), paths.REPO)
+    except ValueError:  # another drive (Windows)
+        return Path(path).name
+    return Path(path).name if relative.startswith(os.path.join(os.pardir, os.pardir)) else relative
+
+
 def _archive_source(kind: SourceKind, path: Path, sha256: str) -> dict:
     if kind == "env-archive":
         how = "the archive named by BOOK_CIFAR10_ARCHIVE"
@@ -151,7 +160,7 @@ def _archive_source(kind: SourceKind, path: Path, sha256: str) -> dict:
         "path": str(path),
         "sha256": sha256,
         "id": f"archive-{sha256[:12]}",
-        "description": f"CIFAR-10 from {how}, {path} (sha256 {sha256[:12]}…, {check}): {what}.",
+        "description": f"CIFAR-10 from {how}, {_display(path)} (sha256 {sha256[:12]}…, {check}): {what}.",
     }
 
 
@@ -160,9 +169,9 @@ def _torchvision_source(dataset: str, kind: SourceKind, root: Path) -> dict:
     tarball = root / cls.filename  # torchvision keeps the downloaded tarball beside the files
     name = DISPLAY_NAME[dataset]
     if kind == "torchvision-local":
-        text = f"{name} from torchvision's files in {root / cls.base_folder}"
+        text = f"{name} from torchvision's files in {_display(root / cls.base_folder)}"
     else:
-        text = f"{name} from torchvision's download into {root}"
+        text = f"{name} from torchvision's download into {_display(root)}"
     sha256 = _sha256_file(tarball) if tarball.is_file() else None
     return {
         "kind": kind,
@@ -479,7 +488,7 @@ def classes(dataset: str = "cifar10") -> list[str]:
 
 
 def subset_indices(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
-    """Seeded, class-balanced, nested subset: the small-data regime of METHODS §2 and §15.13.
+    """Seeded, class-balanced, nested subset: the small-data regime of methods.md §2 and §15.13.
 
     One generator seeded with ``seed`` shuffles each class in turn (in label order), and the
     first ``round(fraction * n_class)`` (at least 1) indices of each class are kept. The
@@ -517,7 +526,7 @@ def _channel_constants(dataset: str, device) -> tuple[torch.Tensor, torch.Tensor
 
 
 def normalize(images: torch.Tensor, dataset: str = "cifar10") -> torch.Tensor:
-    """uint8 images [..., 3, H, W] → float32 ``(x / 255 − mean) / std`` (METHODS §2).
+    """uint8 images [..., 3, H, W] → float32 ``(x / 255 − mean) / std`` (methods.md §2).
 
     A floating-point tensor is taken as already normalised and returned unchanged.
 
@@ -664,7 +673,7 @@ def mix_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mixup or CutMix of a whole batch with its reverse, with smoothed soft targets.
 
-    Follows timm's ``Mixup`` in mode ``"batch"`` with lambda correction (METHODS §2): with
+    Follows timm's ``Mixup`` in mode ``"batch"`` with lambda correction (methods.md §2): with
     probability ``prob`` the batch is mixed; if both alphas are positive CutMix is chosen with
     probability ``switch_prob``; lam ~ Beta(alpha, alpha); image i is mixed with image B−1−i.
     For CutMix, lam is corrected to the share of the image left uncovered by the clipped box.
@@ -752,7 +761,7 @@ _ORDER, _ITEM = 1, 2  # tags that keep the sampler's seeds apart from the per-im
 
 
 class AugmentedCIFAR(torch.utils.data.Dataset):
-    """Per-image augmentation of the ``paper`` recipe: crop + flip, then RandAugment (METHODS §2).
+    """Per-image augmentation of the ``paper`` recipe: crop + flip, then RandAugment (methods.md §2).
 
     Image ``i`` of epoch ``e`` is augmented with seeds derived from (seed, e, i) alone, so the
     result does not depend on the number of workers or on the order of access, and the global

@@ -1,7 +1,7 @@
 """How the book's measurements differ from the paper's: generated tables for each chapter and the ledger.
 
 :func:`lib.profiles.differences` covers what every chapter shares (data, models, recipe); the
-rows here cover each chapter's methods, with the paper's settings (``../shared/METHODS.md``
+rows here cover each chapter's methods, with the paper's settings (``methods.md``, the book's Methods appendix
 §3–§12) beside ours, read from the profile (:class:`lib.profiles.Analysis`) so the table
 cannot drift from what the chapter computes.
 """
@@ -15,9 +15,9 @@ from lib import profiles
 __all__ = ["METHOD_CHAPTERS", "NOISE_EPS", "NOISE_VERDICT_EPS", "PAPER_BUILD_UP", "methods", "paper_build_up", "table"]
 
 NOISE_EPS = (0.05, 0.1, 0.2, 0.7)  # Chapter 2's band-noise amplitudes, normalised units, fixed in advance
-NOISE_VERDICT_EPS = 0.7  # the one its checks use: the authors' pseudo-code default (METHODS §8)
+NOISE_VERDICT_EPS = 0.7  # the one its checks use: the authors' pseudo-code default (methods.md §8)
 
-# The paper's AlterNet build-up on CIFAR-100 (METHODS §7, read off the authors' Keynote charts = poster
+# The paper's AlterNet build-up on CIFAR-100 (methods.md §7, read off the authors' Keynote charts = poster
 # Fig 8b): MSAs per stage, where the last one was added, test accuracy (%). The reading "then 5 in c3:
 # 83.19" is left out: which stage holds the fifth MSA is not certain.
 PAPER_BUILD_UP = (
@@ -89,7 +89,7 @@ def _alternet_methods(profile: str) -> list[tuple[str, str, str]]:
         ("build-up", f"CIFAR-100, 305 epochs, one run per configuration, {len(PAPER_BUILD_UP)} configurations",
          f"{prof.dataset}, {epochs} epoch{'s' * (epochs != 1)} (cast: {prof.recipe.epochs}), seed 0, "
          f"{len(b.build_up)} configurations"),
-        ("small and large data", "CIFAR-100 (small) and ImageNet-1K (large), one run each [paper?]",
+        ("small and large data", "CIFAR-100 (small) and ImageNet-1K (large); the paper does not say how many runs",
          f"nested class-balanced {', '.join(f'{100 * f:g} %' for f in b.fractions)} of {prof.dataset}, same epochs; "
          f"seeds: {seeds}"),
         ("baseline CNN", "pre-act ResNet with AlterNet's blocks (build-up), ResNet-50 (headline table)",

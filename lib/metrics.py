@@ -1,4 +1,4 @@
-"""Accuracy, NLL and expected calibration error, and ``evaluate`` (METHODS §2, "Evaluation").
+"""Accuracy, NLL and expected calibration error, and ``evaluate`` (methods.md §2, "Evaluation").
 
 One function scores a model for the training engine and for every analysis alike
 (``lib.runs.evaluate`` is this function), so a number in one chapter means the same in another.

@@ -2,7 +2,7 @@
 
 One code path, three budgets: a profile names the dataset, which model plays each *role*
 (``resnet``, ``vit``, ``alternet``, ``preresnet``), and the training recipe. Recipes follow
-METHODS §2 (``paper``) or its CPU-sized cousin (``cpu``: crop + flip, label smoothing, linear
+methods.md §2 (``paper``) or its CPU-sized cousin (``cpu``: crop + flip, label smoothing, linear
 warm-up then cosine), and are frozen dataclasses so a run's key can be computed from them.
 """
 
@@ -27,7 +27,7 @@ class Recipe:
     Args:
         epochs: total epochs, warm-up included (the paper: 5 warm-up + 300 cosine = 305).
         warmup_epochs: linear warm-up from lr 0, stepped every iteration; the ``warmup``
-            snapshot is taken at its end (METHODS §4 uses it for the Hessian spectra).
+            snapshot is taken at its end (methods.md §4 uses it for the Hessian spectra).
         batch_size: images per optimiser step.
         lr: peak learning rate of AdamW; cosine decay to 0 after warm-up.
         weight_decay: AdamW's decoupled decay, applied to all parameters as in the paper.

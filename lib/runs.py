@@ -167,7 +167,7 @@ def recipe_of(model: nn.Module) -> profiles.Recipe:
 def training_loss(model: nn.Module) -> dict:
     """The training loss's settings as Hessian and landscape arguments: ``label_smoothing``, ``weight_decay``.
 
-    The weight decay enters as the L2 term (wd/2)·‖w‖² (METHODS §4).
+    The weight decay enters as the L2 term (wd/2)·‖w‖² (methods.md §4).
     """
     recipe = recipe_of(model)
     return {"label_smoothing": float(recipe.label_smoothing), "weight_decay": float(recipe.weight_decay)}
@@ -424,7 +424,7 @@ def compare_training(trained_models: dict[str, nn.Module]) -> "pd.DataFrame":
     """How well each model trained, against the first one: test accuracy and NLL, last-epoch training loss.
 
     The training loss is the recipe's (label-smoothed, on augmented batches), averaged over the
-    last epoch, as the paper's "NLL_train" (METHODS §11).
+    last epoch, as the paper's "NLL_train" (methods.md §11).
 
     Returns:
         One row per model: ``model``, ``accuracy (%)``, ``test NLL``, ``train loss``,

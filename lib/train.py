@@ -1,4 +1,4 @@
-"""The training engine: AdamW, linear warm-up then cosine, label smoothing, resumable (METHODS §2).
+"""The training engine: AdamW, linear warm-up then cosine, label smoothing, resumable (methods.md §2).
 
 ``fit`` trains a model on uint8 tensors in memory. It is deterministic given ``seed``: the
 epoch's shuffle, each step's augmentation and each step's dropout are drawn from generators

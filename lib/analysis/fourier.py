@@ -1,6 +1,6 @@
 """Relative log amplitude of Fourier-transformed feature maps (Park & Kim 2022, Figs 2a, 8, D.2).
 
-METHODS.md §5 and §15.4: for each unit's output ``[B, C, H, W]`` take the 2-D FFT per sample and
+methods.md §5 and §15.4: for each unit's output ``[B, C, H, W]`` take the 2-D FFT per sample and
 channel, ``log(|F| + 1e-6)``, shift DC to ``(⌊H/2⌋, ⌊W/2⌋)``, average over samples and channels,
 read the main diagonal from DC to the corner (the "half-diagonal", ⌈H/2⌉ points) and subtract
 its DC value. Fig 2a plots that curve per unit against frequency stretched to [0, π]; Fig 8
@@ -48,7 +48,7 @@ __all__ = [
     "direction_counts",
 ]
 
-LOG_FLOOR = 1e-6  # added to |F| before the log, as in the authors' notebook (METHODS §5 step 2)
+LOG_FLOOR = 1e-6  # added to |F| before the log, as in the authors' notebook (methods.md §5 step 2)
 # A 2×2 or 3×3 map has a half-diagonal of 1-2 points (DC and at most one bin): no curve to
 # speak of, and its "high frequency" is the first bin. Such maps are skipped with a warning.
 MIN_SIZE = 4
@@ -71,7 +71,7 @@ def _check_map(feature_map: torch.Tensor) -> None:
 
 
 def per_image_relative_log_amplitude(feature_map: torch.Tensor) -> torch.Tensor:
-    """Each image's ΔlogA half-diagonal: METHODS §5 steps 1-6 with the mean over channels only.
+    """Each image's ΔlogA half-diagonal: methods.md §5 steps 1-6 with the mean over channels only.
 
     Their mean over images is :func:`relative_log_amplitude` (steps 4-6 are linear).
 
@@ -94,7 +94,7 @@ def per_image_relative_log_amplitude(feature_map: torch.Tensor) -> torch.Tensor:
 
 
 def relative_log_amplitude(feature_map: torch.Tensor) -> torch.Tensor:
-    """ΔlogA along the half-diagonal of a feature map (METHODS §5 steps 1-6, in that order).
+    """ΔlogA along the half-diagonal of a feature map (methods.md §5 steps 1-6, in that order).
 
     FFT2 per sample and channel, ``log(|F| + 1e-6)``, fftshift, mean over samples and channels,
     main diagonal from index ``⌊H/2⌋`` to the end, minus its DC value.
@@ -121,7 +121,7 @@ class UnitValues:
         unit: The unit (name, kind, stage, module, downsample).
         index: Its position among all units of ``feature_maps``.
         depth: ``index / (number of units − 1)``, counting every unit, skipped ones included
-            (METHODS §15.4).
+            (methods.md §15.4).
         shape: ``(C, H, W)`` of its output.
         values: float64 CPU ``[N, ...]``, one row per image.
     """
@@ -145,7 +145,7 @@ def per_image_statistics(
 ) -> list[UnitValues]:
     """One statistic per image and unit, from ``lib.models.feature_maps`` over batches.
 
-    The model is put in eval mode for the measurement (METHODS §15.5) and its mode restored.
+    The model is put in eval mode for the measurement (methods.md §15.5) and its mode restored.
 
     Args:
         model: A model ``lib.models.units`` supports.

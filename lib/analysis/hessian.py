@@ -2,7 +2,7 @@
 
 Park & Kim (2022), Fig 1c and Fig 4 (Appendix C.5–C.7): the density of the top-5 eigenvalues of
 mini-batch Hessians, pooled over batches, where a negative value means a negative eigenvalue of
-largest magnitude (METHODS.md §4, §15.3). The authors used PyHessian's power iteration with
+largest magnitude (methods.md §4, §15.3). The authors used PyHessian's power iteration with
 deflation in eval mode; we rewrite it from the algorithms, not from their code.
 
 One small operator interface carries everything (STYLE.md, "hessian-eigenthings"): an operator
@@ -17,7 +17,7 @@ dataclasses with their diagnostics::
     spec = max_eigenvalue_spectrum(model, images, labels, k=5, batch_size=128, batches=10)
 
 The default loss is mean cross-entropy on the given (clean) batch in eval mode, with no label
-smoothing and no L2. The paper's loss (METHODS.md §15.1) is the training recipe's: pass an
+smoothing and no L2. The paper's loss (methods.md §15.1) is the training recipe's: pass an
 augmented batch (soft labels allowed), ``label_smoothing=`` and ``weight_decay=`` (the L2 term
 (wd/2)·‖w‖², whose Hessian is wd·I), or any ``loss_fn``. Each result says which loss it used.
 """
@@ -63,7 +63,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ParamFilter = Callable[[str, nn.Parameter], bool]
 Batch = tuple[torch.Tensor, torch.Tensor]
 
-# PyHessian's defaults, which the paper's spectra used (METHODS.md §4): at most 100 matvecs per
+# PyHessian's defaults, which the paper's spectra used (methods.md §4): at most 100 matvecs per
 # eigenvalue, stop when successive estimates differ by less than 1e-3 relative.
 POWER_MAX_ITER = 100
 POWER_TOL = 1e-3
@@ -592,7 +592,7 @@ def power_iteration(
     Each eigenvalue starts from a random vector kept orthogonal (Gram–Schmidt) to the
     eigenvectors already found, and stops when the Rayleigh quotient changes by less than
     ``tol`` relative, or after ``max_iter`` products. Power iteration converges to the
-    eigenvalue of largest |λ|, so negative values appear with their sign (METHODS.md §4).
+    eigenvalue of largest |λ|, so negative values appear with their sign (methods.md §4).
 
     Args:
         op: The operator.
@@ -981,7 +981,7 @@ def max_eigenvalue_spectrum(
 
     Batch b is ``images[b·batch_size : (b+1)·batch_size]`` (shuffle or augment beforehand;
     soft labels allowed), so the batches are disjoint and deterministic; a last partial batch
-    is not used. Report ``batch_size``, ``batches`` and ``tol`` with the figure (METHODS.md
+    is not used. Report ``batch_size``, ``batches`` and ``tol`` with the figure (methods.md
     §15.3).
 
     Args:

@@ -1,8 +1,8 @@
 """Loss-landscape slices along normalised random directions (Park & Kim 2022, Fig 1a, C.4a).
 
 The authors evaluate NLL + L2 on a 21×21 grid w₀ + x·d₁ + y·d₂, x, y ∈ [−1, 1], with random
-directions rescaled to the weights (METHODS.md §3). Two choices of theirs are exposed here as
-arguments, with the sounder one as default (METHODS.md §15.2):
+directions rescaled to the weights (methods.md §3). Two choices of theirs are exposed here as
+arguments, with the sounder one as default (methods.md §15.2):
 
 - ``norm="filter"`` (default, Li et al. 2018): each output filter of a weight — its dim-0
   slice — gets d_o ← d_o·‖w_o‖/‖d_o‖. ``norm="dim0"`` is the authors' code: norms taken along
@@ -14,7 +14,7 @@ arguments, with the sounder one as default (METHODS.md §15.2):
 Tensors with fewer than 2 dimensions (biases, norm weights) and position embeddings
 (``pos_embed``, ``relative_position``, and our AlterNet's ``rel_pos`` tables) get a zero
 direction; buffers (BN running statistics) are never moved. NLL and NLL + L2 are reported
-separately because the L2 term dominates the authors' surface (METHODS.md §3, issue #10).
+separately because the L2 term dominates the authors' surface (methods.md §3, issue #10).
 The model is evaluated in eval mode over the given images, batch by batch, and its weights
 and train/eval flags are restored exactly afterwards.
 """
@@ -51,13 +51,13 @@ L2Form = Literal["squared", "norm"]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Direction = dict[str, torch.Tensor]
 
-# Name fragments of position embeddings, which the authors keep fixed (METHODS.md §3);
+# Name fragments of position embeddings, which the authors keep fixed (methods.md §3);
 # "rel_pos" is where our AlterNet keeps its relative-position bias table.
 FROZEN_NAMES = ("pos_embed", "relative_position", "rel_pos")
-# The authors' grid: linspace(−1, 1, 21) on each axis (METHODS.md §3).
+# The authors' grid: linspace(−1, 1, 21) on each axis (methods.md §3).
 STEPS = 21
 SPAN = 1.0
-# The recipe's AdamW weight decay (METHODS.md §2).
+# The recipe's AdamW weight decay (methods.md §2).
 WEIGHT_DECAY = 0.05
 # Guards 0/0 for an all-zero filter (its direction becomes 0); the authors add 1e-7.
 EPS = 1e-10
@@ -132,7 +132,7 @@ def l2_penalty(params: Sequence[torch.Tensor] | Iterator[torch.Tensor], *, weigh
     """The L2 term over all given tensors, in float64.
 
     ``form="squared"``: (wd/2)·Σ‖p‖²; ``form="norm"``: wd·Σ‖p‖ (the authors' plotted term,
-    METHODS.md §3).
+    methods.md §3).
     """
     if form == "squared":
         return weight_decay / 2 * sum(float(p.detach().double().pow(2).sum()) for p in params)
@@ -182,7 +182,7 @@ def _check_direction(model: nn.Module, direction: Mapping[str, torch.Tensor]) ->
 def _accuracy_count(logits: torch.Tensor, labels: torch.Tensor) -> float:
     if not labels.is_floating_point():
         return float((logits.argmax(dim=1) == labels).sum())
-    if labels.ndim == 2 and labels.shape == logits.shape:  # soft targets: against their argmax (METHODS.md §3)
+    if labels.ndim == 2 and labels.shape == logits.shape:  # soft targets: against their argmax (methods.md §3)
         return float((logits.argmax(dim=1) == labels.argmax(dim=1)).sum())
     return math.nan  # regression targets: accuracy is undefined
 
@@ -205,7 +205,7 @@ def _evaluate(
         x = normalize(images[start : start + batch_size], dataset).to(device=reference.device, dtype=reference.dtype)
         y = labels[start : start + batch_size].to(reference.device)
         logits = model(x)
-        if loss_fn is None:  # float64 log-softmax: finite however confident (METHODS.md §15.1)
+        if loss_fn is None:  # float64 log-softmax: finite however confident (methods.md §15.1)
             target = y.double() if y.is_floating_point() else y
             loss = F.cross_entropy(logits.double(), target, label_smoothing=label_smoothing)
         else:

@@ -1,6 +1,6 @@
 """Lesion study: remove one residual unit at a time, no retraining, and re-test.
 
-Park & Kim (2022), Fig 10 (left) and METHODS.md §10: a residual unit computes ``x + f(x)``;
+Park & Kim (2022), Fig 10 (left) and methods.md §10: a residual unit computes ``x + f(x)``;
 removing it replaces that by ``x`` (drop the branch f, keep the shortcut). Only units that keep
 the shape of the residual stream can be removed: not the stem (patch embedding) and not the
 strided or widening first block of a stage. The change in test accuracy, plotted against
@@ -214,7 +214,7 @@ def lesion(
     progress: bool = True,
     flips: bool = False,
 ) -> pd.DataFrame:
-    """Accuracy and NLL with each shape-preserving unit's residual branch removed (METHODS §10).
+    """Accuracy and NLL with each shape-preserving unit's residual branch removed (methods.md §10).
 
     The model runs in eval mode (restored afterwards) and is never modified. Intact and
     lesioned logits both come from the unit view, so a unit whose branch outputs exactly zero

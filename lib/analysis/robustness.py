@@ -1,6 +1,6 @@
 """Robustness to noise in one frequency band (Park & Kim 2022, Fig 2b; poster Fig 5).
 
-METHODS.md §8 and §15.11: Rademacher noise ``eps · sign(N(0, 1))`` per pixel and channel, in
+methods.md §8 and §15.11: Rademacher noise ``eps · sign(N(0, 1))`` per pixel and channel, in
 normalised input space, is kept only in a square (L∞) frequency ring centred on ``f·π`` rad per
 pixel with half-width ``s = 0.2`` rad, the same ring for the three channels, and added to the
 normalised images. Sweeping ``f = 0.1 … 0.9`` and recording accuracy(noisy) − accuracy(clean)
@@ -39,7 +39,7 @@ __all__ = [
     "band_contrast",
 ]
 
-HALF_WIDTH = 0.2  # rad per pixel, the band's half-width s in the authors' helper (METHODS §8)
+HALF_WIDTH = 0.2  # rad per pixel, the band's half-width s in the authors' helper (methods.md §8)
 
 _COLUMNS = [
     "frequency",
@@ -123,7 +123,7 @@ def band_noise(
     generator: torch.Generator | None = None,
     dataset: str = "cifar10",
 ) -> torch.Tensor:
-    """Normalised images plus Rademacher noise kept in one square frequency band (METHODS §8).
+    """Normalised images plus Rademacher noise kept in one square frequency band (methods.md §8).
 
     The noise is ``eps · sign(N(0, 1))`` per pixel and channel in normalised units, band-passed
     by :func:`band_mask` (the same mask for the three channels), and nothing is clipped.

@@ -1,6 +1,6 @@
 """Linear CKA between unit outputs: do a model's stages act like separate small models?
 
-Park & Kim (2022), Fig 10 (right) and METHODS.md §10: mini-batch CKA between the outputs of
+Park & Kim (2022), Fig 10 (right) and methods.md §10: mini-batch CKA between the outputs of
 all units shows one block per stage. CKA (Kornblith et al. 2019) compares two representations
 of the same N examples through their Gram matrices, ``K = X Xᵀ`` and ``L = Y Yᵀ`` for linear
 kernels:
@@ -170,7 +170,7 @@ def minibatch_cka(batches: Iterable[Sequence[torch.Tensor]]) -> torch.Tensor:
 
 @torch.no_grad()
 def cka_matrix(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256, progress: bool = True) -> torch.Tensor:
-    """Mini-batch linear CKA between the outputs of all units (METHODS.md §10).
+    """Mini-batch linear CKA between the outputs of all units (methods.md §10).
 
     Every unit's output (the residual stream after it, from :func:`lib.models.feature_maps`,
     flattened per image; for a ViT the patch tokens without the class token) gives one Gram

@@ -1,6 +1,6 @@
 """Statistics of stage structure: does a multi-stage net behave like a series of small models?
 
-Park & Kim (2022), Fig 10 and Fig 9, METHODS.md §6 and §10. The paper reads three pictures by
+Park & Kim (2022), Fig 10 and Fig 9, methods.md §6 and §10. The paper reads three pictures by
 eye; each reading becomes a number here, computed from what :mod:`lib.analysis.lesion`,
 :mod:`lib.analysis.similarity` and :mod:`lib.analysis.variance` measure:
 

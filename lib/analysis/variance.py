@@ -1,6 +1,6 @@
 """Feature-map variance against depth (Park & Kim 2022, Fig 9, D.1; poster Fig 6).
 
-METHODS.md §6 and §15.6: for each unit's output ``[B, C, H, W]``, the *spatial* variance over
+methods.md §6 and §15.6: for each unit's output ``[B, C, H, W]``, the *spatial* variance over
 ``(H, W)`` per sample and channel (torch's default, unbiased), then the mean over samples and
 channels. It is not a variance across samples: a map that is constant in space has variance 0
 however much it changes from image to image. The paper reads the result as "MSAs aggregate
@@ -47,7 +47,7 @@ def per_image_variance(feature_map: torch.Tensor) -> torch.Tensor:
 
 
 def feature_map_variance(feature_map: torch.Tensor) -> float:
-    """Mean over samples and channels of the spatial variance over ``(H, W)`` (METHODS §6).
+    """Mean over samples and channels of the spatial variance over ``(H, W)`` (methods.md §6).
 
     Args:
         feature_map: Real ``[B, C, H, W]`` with ``H·W ≥ 2``.

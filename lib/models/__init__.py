@@ -1,6 +1,6 @@
 """The book's models by name: ResNet-50, ViT-Ti and AlterNet for CIFAR, plus smaller members.
 
-Park & Kim (2022) compare a ResNet-50, a ViT-Ti and their AlterNet (METHODS.md §1, §7); the
+Park & Kim (2022) compare a ResNet-50, a ViT-Ti and their AlterNet (methods.md §1, §7); the
 ``cpu`` and ``smoke`` members keep each family's shape (stages, MSA placement, patching) at a
 size a 2-core CPU can train or a test can run. Each name maps to a builder and a dict of sizes;
 ``create(name, **overrides)`` merges the overrides on top, as timm does with its variants::
@@ -53,22 +53,22 @@ _SMOKE_CNN = dict(width=(8, 8, 16, 16), stem_width=8)
 _CPU_CNN = dict(width=(16, 32, 64, 128), stem_width=16)
 
 _REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict[str, Any]]] = {
-    # post-activation ResNet-50 (METHODS.md §1)
+    # post-activation ResNet-50 (methods.md §1)
     "resnet50": (resnet, dict(depth=(3, 4, 6, 3))),
     "resnet50_cpu": (resnet, dict(depth=(3, 4, 6, 3), **_CPU_CNN)),
     "resnet50_smoke": (resnet, dict(depth=(2, 2, 2, 2), **_SMOKE_CNN)),
-    # pre-activation ResNet with AlterNet's block counts (METHODS.md §7, the build-up baseline)
+    # pre-activation ResNet with AlterNet's block counts (methods.md §7, the build-up baseline)
     "preresnet50": (preresnet, dict(depth=(3, 4, 6, 4))),
     "preresnet50_cpu": (preresnet, dict(depth=(3, 4, 6, 4), **_CPU_CNN)),
     "preresnet50_smoke": (preresnet, dict(depth=(2, 2, 2, 4), **_SMOKE_CNN)),
-    # AlterNet-50 for CIFAR: MSAs (0, 1, 1, 2) at stage ends (METHODS.md §7)
+    # AlterNet-50 for CIFAR: MSAs (0, 1, 1, 2) at stage ends (methods.md §7)
     "alternet50": (alternet, dict(depth=(3, 4, 6, 4), msa_per_stage=(0, 1, 1, 2), head_dim=64)),
     "alternet50_cpu": (alternet, dict(depth=(3, 4, 6, 4), msa_per_stage=(0, 1, 1, 2), head_dim=16, **_CPU_CNN)),
     "alternet50_smoke": (
         alternet,
         dict(depth=(2, 2, 2, 4), msa_per_stage=(0, 1, 1, 2), heads=(1, 1, 2, 2), head_dim=8, **_SMOKE_CNN),
     ),
-    # ViT-Ti with 2×2 patches (METHODS.md §1)
+    # ViT-Ti with 2×2 patches (methods.md §1)
     "vit_ti": (vit, dict(patch_size=2, embed_dim=192, depth=12, num_heads=3)),
     "vit_cpu": (vit, dict(patch_size=4, embed_dim=96, depth=12, num_heads=3)),
     "vit_smoke": (vit, dict(patch_size=4, embed_dim=32, depth=2, num_heads=2)),

@@ -1,6 +1,6 @@
 """AlterNet: a pre-activation ResNet whose stage-final blocks are windowed MSA blocks.
 
-Park & Kim (2022), §4 and Fig 11 ("Alter-ResNet-50 for CIFAR-100"); METHODS.md §7. Build-up
+Park & Kim (2022), §4 and Fig 11 ("Alter-ResNet-50 for CIFAR-100"); methods.md §7. Build-up
 rule: replace conv blocks by MSA blocks alternately, starting from the end of each stage, so
 that a stage with ``n`` blocks and ``m`` MSAs follows ``[conv] * (n - 2m) + [conv, MSA] * m``.
 
@@ -133,7 +133,7 @@ def window_attention(
 
 
 class RelativePositionBias(nn.Module):
-    """One learned ``(2w − 1) × (2w − 1)`` bias table shared by all heads (METHODS.md §7).
+    """One learned ``(2w − 1) × (2w − 1)`` bias table shared by all heads (methods.md §7).
 
     Args:
         window: Side of the square attention window.
@@ -323,7 +323,7 @@ def alternet(
     drop_path_rate: float = 0.0,
     zero_init_last: bool = False,
 ) -> ResNetV2:
-    """AlterNet for 32×32 inputs (METHODS.md §7): ``alternet_from(preresnet(...), msa_per_stage)``.
+    """AlterNet for 32×32 inputs (methods.md §7): ``alternet_from(preresnet(...), msa_per_stage)``.
 
     Args:
         num_classes: Output logits.

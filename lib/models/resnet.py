@@ -1,6 +1,6 @@
 """CIFAR ResNets: the post-activation ResNet-50 and the pre-activation baseline of AlterNet.
 
-Park & Kim (2022) compare ViTs against ResNet-50 throughout (Figs 1, 2, 4, 8-10; METHODS.md §1)
+Park & Kim (2022) compare ViTs against ResNet-50 throughout (Figs 1, 2, 4, 8-10; methods.md §1)
 and build AlterNet (Fig 11, §7) from a pre-activation ResNet with blocks (3, 4, 6, 4). Both are
 timm classes with a CIFAR stem swapped in, so that every timm tool (feature_info, forward_head,
 checkpoint helpers) keeps working:
@@ -50,7 +50,7 @@ def resnet(
     drop_path_rate: float = 0.0,
     zero_init_last: bool = False,
 ) -> ResNet:
-    """Post-activation bottleneck ResNet for 32×32 inputs (METHODS.md §1, "ResNet-50").
+    """Post-activation bottleneck ResNet for 32×32 inputs (methods.md §1, "ResNet-50").
 
     Args:
         num_classes: Output logits.
@@ -94,7 +94,7 @@ def preresnet(
     drop_path_rate: float = 0.0,
     zero_init_last: bool = False,
 ) -> ResNetV2:
-    """Pre-activation bottleneck ResNet for 32×32 inputs (METHODS.md §7, AlterNet's baseline).
+    """Pre-activation bottleneck ResNet for 32×32 inputs (methods.md §7, AlterNet's baseline).
 
     Blocks are BN-ReLU-1×1, BN-ReLU-3×3 (stride here), BN-ReLU-1×1, with a 1×1 projection of
     the pre-activated input where the shape changes, then DropPath and the addition.

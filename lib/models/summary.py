@@ -1,6 +1,6 @@
 """Architecture tables: a model as its units, and models side by side stage by stage (Chapter 4).
 
-Park & Kim (2022) draw AlterNet beside its CNN (Fig 11; METHODS.md §7): the same pre-activation
+Park & Kim (2022) draw AlterNet beside its CNN (Fig 11; methods.md §7): the same pre-activation
 ResNet with some blocks at the ends of stages replaced by MSA blocks. :func:`blocks_table` lists a
 model's units (``lib.models.units``) with their kind, position in the stage, widths, output
 resolution and parameters, plus one row for the head, so the parameters add up to the model's.

@@ -1,8 +1,8 @@
 """The unit view: a model as a stem followed by residual units, the one view every analysis uses.
 
 Park & Kim (2022) analyse models block by block: Fourier spectra and feature-map variance after
-every unit (Figs 2a, 8, 9; METHODS.md §5-6), lesions of single units and similarity between
-unit outputs (Fig 10; §10). METHODS.md §1 fixes the lists: ResNet-50 is the stem plus 16
+every unit (Figs 2a, 8, 9; methods.md §5-6), lesions of single units and similarity between
+unit outputs (Fig 10; §10). methods.md §1 fixes the lists: ResNet-50 is the stem plus 16
 bottlenecks, ViT-Ti the embedding plus 12 × (MSA half, MLP half).
 
 ``units(model)`` returns those units in forward order; running them one after another and then
@@ -194,7 +194,7 @@ def feature_maps(model: nn.Module, images: torch.Tensor) -> list[tuple[Unit, tor
     """The residual stream after every unit, as feature maps.
 
     Runs under ``torch.no_grad()`` in whatever train/eval mode the model is in (call
-    ``model.eval()`` first for analyses; METHODS.md §15.5).
+    ``model.eval()`` first for analyses; methods.md §15.5).
 
     Args:
         model: A model :func:`units` supports.

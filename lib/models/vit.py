@@ -1,8 +1,8 @@
 """CIFAR ViTs: timm's VisionTransformer at 32×32, with an optional local (P×P) attention.
 
-Park & Kim (2022) use ViT-Ti with 2×2 patches on CIFAR (Figs 1-4, 8-10; METHODS.md §1) and a
+Park & Kim (2022) use ViT-Ti with 2×2 patches on CIFAR (Figs 1-4, 8-10; methods.md §1) and a
 "convolutional" ViT whose attention only sees a P×P neighbourhood of tokens for the locality
-experiment (poster Fig 3; METHODS.md §11). The model is timm's ``VisionTransformer`` as is;
+experiment (poster Fig 3; methods.md §11). The model is timm's ``VisionTransformer`` as is;
 locality is a ``LocalAttention`` (a timm ``Attention`` holding a boolean mask) swapped in for
 every block's ``attn``.
 
@@ -187,7 +187,7 @@ def vit(
     local: int | None = None,
     drop_path_rate: float = 0.0,
 ) -> VisionTransformer:
-    """ViT with a class token and CLS-token head (METHODS.md §1, "ViT-Ti").
+    """ViT with a class token and CLS-token head (methods.md §1, "ViT-Ti").
 
     Args:
         num_classes: Output logits.
