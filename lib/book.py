@@ -16,24 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+from lib.chapters import CAST, CHAPTER_RUNS  # noqa: F401  (the chapters call book.CAST)
 from lib.paths import CHAPTERS, REPO, chapter_paths  # noqa: F401  (chapter_paths: part of this module's interface)
 BOOK_FILES = ("intro.md", "ledger.md", "bibliography.md", "references.bib", "_config.yml", "_toc.yml")
-CAST = ("resnet", "vit", "alternet")
-
-# The trained runs each chapter loads through ``lib.runs.trained`` (role and keyword arguments).
-# Under ``cpu`` every one must be committed; tests/test_cast.py checks that they are.
-CHAPTER_RUNS: dict[str, list[dict]] = {
-    "00_cast": [{"role": role} for role in CAST],
-    "01_flat_losses": [{"role": "resnet"}, {"role": "vit"}, {"role": "resnet", "at": "warmup"}, {"role": "vit", "at": "warmup"},
-                       {"role": "vit", "fraction": 0.02}, {"role": "vit", "fraction": 0.1},
-                       {"role": "vit", "local": 3}, {"role": "vit", "local": 5}],
-    "02_low_pass_msa": [{"role": role, "at": at} for role in CAST for at in ("final", "init")],
-    "03_stages_in_series": [{"role": role} for role in CAST],
-    # the AlterNet and its baseline at seed 0 on the whole training set, the runs Chapter 4 analyses
-    "04_alternet": [{"role": role, "at": at} for role in ("alternet", "preresnet") for at in ("final", "warmup")],
-}
-
-
 def glue_values(prefix: str, values: dict) -> None:
     """``glue`` each value as ``<prefix>_<key>`` (display off), for numbers quoted in a chapter's prose."""
     from myst_nb import glue

@@ -224,7 +224,9 @@ def trained(
 
     Loads the committed checkpoint when there is one; otherwise trains it (resumably) and
     commits-to-be its half-precision weights, metrics and provenance. ``at="warmup"`` returns
-    the snapshot taken at the end of warm-up. ``overrides`` are recipe fields (``epochs=8``)
+    the snapshot taken at the end of warm-up, ``at="init"`` the weights training started from
+    (the control "at initialisation" of a trained model: read from disk, so the same on every
+    CPU, where a model built afresh is not). ``overrides`` are recipe fields (``epochs=8``)
     or model arguments (``local=3``). The normalisation is recorded as ``model.book_dataset``
     and the run's metadata as ``model.book_run``. ``progress=None`` shows progress bars except
     for ``smoke`` runs, which are quick and silent.
@@ -239,15 +241,31 @@ def trained(
         raise storage.CorruptFileError(
             f"{folder} has no meta.json: the checkpoint is incomplete. Delete the folder and retrain it with: "
             + train_command(role, prof.name, seed, fraction, overrides))
-    if not folder.exists():
+    _finish_supersede(folder)
+    metrics_only = folder.exists() and not (folder / "final.safetensors").exists()
+    if not folder.exists() or metrics_only:
         if prof.name != "smoke" and not training_enabled():
+            command = train_command(role, prof.name, seed, fraction, overrides)
+            if metrics_only:
+                raise TrainingDisabledError(
+                    f"{folder} keeps only the metrics of this run (its weights were not committed), and BOOK_TRAINING=off. "
+                    f"Retrain it with:\n  {command}\nThe new run supersedes the record (the old metrics stay in its "
+                    "meta.json under 'superseded'); trained on another machine it differs from it by training noise.")
             raise TrainingDisabledError(
                 f"No committed checkpoint for role {role!r} of profile {prof.name!r} (seed {seed}, fraction {fraction}, "
-                f"overrides {overrides or 'none'}) at {folder}, and BOOK_TRAINING=off. Train it with:\n  "
-                + train_command(role, prof.name, seed, fraction, overrides)
+                f"overrides {overrides or 'none'}) at {folder}, and BOOK_TRAINING=off. Train it with:\n  " + command
             )
         _train(role, prof, seed=seed, fraction=fraction, overrides=overrides, folder=folder, device=device, progress=progress)
     return _load(role, prof.name, seed, fraction, at, overrides, folder)
+
+
+def _finish_supersede(folder: Path) -> None:
+    """Complete a swap of a superseded record that was interrupted between its two renames."""
+    old, staged = folder.with_name(folder.name + ".superseded"), folder.with_name(folder.name + ".staging")
+    if old.exists() and not folder.exists() and (staged / "meta.json").exists():
+        os.replace(staged, folder)
+    if old.exists() and folder.exists():
+        shutil.rmtree(old)
 
 
 def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progress) -> None:
@@ -311,8 +329,15 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
         "provenance": provenance(prof.dataset, wall_seconds=wall, elapsed_seconds=time.time() - tic,
                                  device=str(train.resolve_device(device)), git_sha_at_start=sha_at_start),
     }
+    if (folder / "meta.json").exists():  # a metrics-only record of the same run (e.g. a sweep's): this run supersedes it
+        earlier = storage.load_json(folder / "meta.json")
+        meta["superseded"] = [*earlier.pop("superseded", []),
+                              {k: earlier[k] for k in ("test", "history", "provenance", "init") if k in earlier}]
     storage.save_json(meta, staged / "meta.json")
+    if folder.exists():  # the old record leaves only once the new one is whole
+        os.replace(folder, folder.with_name(folder.name + ".superseded"))
     os.replace(staged, folder)  # the checkpoint appears whole or not at all
+    _finish_supersede(folder)
 
 
 MONITOR_IMAGES = 2000
@@ -391,7 +416,7 @@ def committed(profile: str = "cpu") -> list[dict]:
     root = checkpoint_root(profile)
     out = []
     for meta_path in sorted(root.glob("*/meta.json")):
-        if meta_path.parent.name.endswith(".staging"):
+        if meta_path.parent.name.endswith((".staging", ".superseded")):
             continue
         meta = storage.load_json(meta_path)
         out.append({"dir": str(meta_path.parent), **meta})

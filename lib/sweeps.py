@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lib import profiles, runs, storage
+from lib import chapters, profiles, runs, storage
 
 __all__ = ["Budget", "Run", "BUDGETS", "plan", "size", "pending", "shard", "parse_shard", "results", "epochs_of", "summary",
            "record", "prune"]
@@ -199,7 +199,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 def prune(run: Run, profile: str) -> None:
     """Move a finished run's weights out of ``data/checkpoints/`` (committed) into ``data/runs/`` (ignored)."""
     folder = run.folder(profile)
-    if run.keep or not (folder / "meta.json").exists():
+    if run.keep or not (folder / "meta.json").exists() or folder in chapters.loaded_folders(profile):
         return
     kept = runs.runs_root(profile) / folder.name / "weights"
     for path in folder.glob("*.safetensors"):

@@ -132,3 +132,28 @@ def test_a_small_data_run_records_its_recipe_batches_and_monitor(smoke_cache):
     assert table["Δtrain loss"].iloc[1] == pytest.approx(table["train loss"].iloc[1] - table["train loss"].iloc[0])
     with pytest.raises(ValueError, match="no training record"):
         runs.training_loss(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.slow
+def test_a_retrained_metrics_only_run_supersedes_its_record_and_keeps_the_old_metrics(smoke_cache):
+    first = runs.trained("vit", "smoke", seed=3, progress=False).book_run
+    folder = runs.run_dir("vit", "smoke", seed=3)
+    for weights in folder.glob("*.safetensors"):  # as a sweep leaves a run no chapter analyses
+        weights.unlink()
+    earlier = storage.load_json(folder / "meta.json")
+    earlier["test"]["final"]["accuracy"] = 0.123  # stands in for the same run trained on another machine
+    storage.save_json(earlier, folder / "meta.json")
+    again = runs.trained("vit", "smoke", seed=3, progress=False).book_run
+    assert again["superseded"][0]["test"]["final"]["accuracy"] == 0.123
+    assert again["test"] == first["test"]  # same machine, same seed: the same run
+    assert (folder / "final.safetensors").exists() and (folder / "init.safetensors").exists()
+    assert not folder.with_name(folder.name + ".superseded").exists()
+    assert [r["dir"] for r in runs.committed("smoke")].count(str(folder)) == 1
+
+
+def test_a_metrics_only_record_under_training_off_names_the_retrain_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_CHECKPOINT_DIR", str(tmp_path))
+    monkeypatch.setenv("BOOK_TRAINING", "off")
+    storage.save_json({"test": {}}, runs.run_dir("vit", "cpu", seed=7) / "meta.json")
+    with pytest.raises(runs.TrainingDisabledError, match=r"(?s)keeps only the metrics.*python -m lib.runs train vit --profile cpu --seed 7"):
+        runs.trained("vit", "cpu", seed=7)

@@ -73,6 +73,13 @@ def test_prune_keeps_metrics_and_moves_weights_out(tmp_path, monkeypatch):
     assert not (dropped.folder("smoke") / "final.safetensors").exists()
     assert (dropped.folder("smoke") / "meta.json").exists()
     assert (tmp_path / "runs" / "smoke" / dropped.folder("smoke").name / "weights" / "final.safetensors").exists()
+    # a run that a chapter loads keeps its weights committed, whatever the sweep says
+    loaded = sweeps.Run("data", "x", "vit", 0, 0.5)
+    storage.save_json({"ok": True}, loaded.folder("smoke") / "meta.json")
+    (loaded.folder("smoke") / "final.safetensors").write_bytes(b"w")
+    monkeypatch.setattr(sweeps.chapters, "loaded_folders", lambda profile: {loaded.folder(profile)})
+    sweeps.prune(loaded, "smoke")
+    assert (loaded.folder("smoke") / "final.safetensors").exists()
 
 
 def test_missing_runs_name_the_command_that_trains_them(monkeypatch):
