@@ -155,28 +155,31 @@ def plan(profile: str, chapters: list[str] | None = None, *, seed: int = 0, reco
         lines.append(f"{name}: last executed in {duration / 60:.1f} min" if duration else f"{name}:")
         total += duration or 0.0
         wanted = [dict(r) for r in CHAPTER_RUNS.get(name, [])]
-        if profile in sweeps.BUDGETS.get(name, {}):
-            wanted += [{"role": r.role, **r.kwargs, "sweep": True} for r in sweeps.pending(name, profile)]
         committed, to_train = 0, []
         for request in wanted:
             request = dict(request)
-            role, at, in_sweep = request.pop("role"), request.pop("at", "final"), request.pop("sweep", False)
+            role, at = request.pop("role"), request.pop("at", "final")
             request.setdefault("seed", seed)
             folder = runs.run_dir(role, profile, **request)
-            if (folder / "meta.json").exists() and (in_sweep or (folder / f"{at}.safetensors").exists()):
+            if (folder / f"{at}.safetensors").exists():
                 committed += 1
-            elif (folder / "meta.json").exists():
-                to_train.append(f"    ✗ {folder.name} has no {at} snapshot: "
-                                + ("add it with: python -m lib.runs add-init ..." if at == "init" else "retrain it by hand (never automatic)"))
+            elif at == "init" and (folder / "final.safetensors").exists():
+                to_train.append(f"    ✗ {folder.name} has no init snapshot: add it with python -m lib.runs add-init {role} "
+                                f"--profile {profile} --seed {request['seed']} (the chapter fails until then)")
             else:
                 minutes = _training_minutes(role, profile)
                 fraction = request.get("fraction", 1.0)
                 estimate = f"≈ {minutes * fraction:.0f} min" if minutes else "time unknown"
                 total += 60 * (minutes or 0) * fraction
-                to_train.append(f"    will train {role} {request} ({estimate})")
+                how = "retrain (its committed record keeps only metrics; the new run supersedes it)" \
+                    if (folder / "meta.json").exists() else "train"
+                to_train.append(f"    will {how} {role} {request} ({estimate})")
         if wanted:
             lines.append(f"  runs: {committed} committed" + (f", {len(to_train)} not:" if to_train else ""))
         lines += to_train
+        if profile in sweeps.BUDGETS.get(name, {}) and sweeps.pending(name, profile):
+            lines.append(f"  ✗ {len(sweeps.pending(name, profile))} runs of its sweep are not trained; make book does not train "
+                         f"sweeps (the chapter fails until then): python -m lib.sweeps run {name} --profile {profile}")
         findings = cache.audit(profile, [name])
         stale = [f for f in findings if recompute or not f.ok]
         if findings:
@@ -198,7 +201,12 @@ def run(profile: str, chapters: list[str] | None = None, *, device: str = "auto"
     from lib import profiles
 
     prof = profiles.get(profile)
-    if prof.name != "paper":
+    if prof.name == "paper":
+        if plan_only:
+            print("profile paper: every run is trained from scratch on a GPU and every analysis computed; "
+                  "`python -m lib.book run --profile paper` without a GPU prints the estimated training time and stops.")
+            return 0
+    else:
         print("\n".join(plan(prof.name, chapters, seed=seed, recompute=recompute)), flush=True)
         if plan_only:
             return 0

@@ -26,6 +26,7 @@ import ast
 import dataclasses
 import hashlib
 import importlib
+import importlib.util
 import io
 import json
 import time
@@ -93,9 +94,49 @@ def code_digest(*modules: str) -> dict[str, str]:
     out = {}
     for name in sorted(set(modules)):
         module = importlib.import_module(name)
-        text = code_text(Path(module.__file__).read_text(encoding="utf-8"))
+        if not getattr(module, "__file__", None):
+            raise ValueError(f"cannot key a cache on the code of {name!r}, which has no source file (a notebook or "
+                             "`python -c`); cache a function defined in a module")
+        text = code_text(importlib.util.decode_source(Path(module.__file__).read_bytes()))
         out[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return out
+
+
+ANALYSIS_PACKAGE = "lib.analysis"
+
+
+def _module_file(name: str) -> Path:
+    """Where a ``lib`` module's source lies (it need not exist: ``lib.analysis.fourier.helper`` names none)."""
+    return paths.REPO.joinpath(*name.split(".")).with_suffix(".py")
+
+
+def analysis_modules(module: str) -> list[str]:
+    """``module`` and every module of ``lib.analysis`` it imports, directly or through another.
+
+    An analysis that calls a helper of another analysis module (a bootstrap, a Hessian-vector
+    product) depends on that module's code too; the cache key covers them all.
+    """
+    found, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        if not _module_file(name).is_file():
+            continue
+        tree = ast.parse(importlib.util.decode_source(_module_file(name).read_bytes()))
+        package = name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from .fourier import x
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            todo += [t for t in targets if t.startswith(ANALYSIS_PACKAGE + ".") and _module_file(t).is_file()]
+    return sorted(found)
 
 
 def code_text(source: str) -> str:
@@ -105,7 +146,7 @@ def code_text(source: str) -> str:
     the syntax tree, whose form changes between Python versions: the same file gives the same
     text under any Python that parses it.
     """
-    source = source.replace("\r\n", "\n")
+    source = source.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     lines = source.split("\n")
     spans = []  # (row, col, end_row, end_col), rows from 1, columns in characters
 
@@ -289,7 +330,8 @@ class Cache:
     def apply(self, name: str, function: Callable, model: nn.Module, *args, **kwargs):
         """``function(model, *args, **kwargs)``, cached under ``name``.
 
-        The key covers the function's qualified name and its module's source, the model's weights
+        The key covers the function's qualified name and the code of its module (with the
+        analysis modules that one imports: :func:`analysis_modules`), the model's weights
         and every argument; tensors enter as a digest of their bytes, so other images miss.
         ``progress`` is passed through but is not part of the key.
         """
@@ -299,7 +341,7 @@ class Cache:
             "kwargs": {k: _digest(v) for k, v in sorted(kwargs.items()) if k != "progress"},
         }
         return self(name, lambda: function(model, *args, **kwargs), models=[model], params=params,
-                    code=[function.__module__])
+                    code=analysis_modules(function.__module__))
 
     def provenance(self, name: str) -> dict:
         """The stored provenance of an entry (git SHA, machine, wall time of the computation)."""
@@ -405,30 +447,6 @@ def audit(profile: str = "cpu", chapters: Iterable[str] | None = None) -> list[F
     return out
 
 
-def main(argv=None) -> int:
-    """``python -m lib.cache audit [--profile cpu] [--chapters 02 …]``: exit 1 if any committed entry would miss."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m lib.cache", description="Check committed cached analyses.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    a = sub.add_parser("audit", help="re-derive every committed key from the snapshots and code on disk")
-    a.add_argument("--profile", default="cpu")
-    a.add_argument("--chapters", nargs="*", help="chapter stems (default: all)")
-    args = parser.parse_args(argv)
-    findings = audit(args.profile, args.chapters)
-    for f in findings:
-        if not f.ok:
-            print(f"✗ {f.chapter}/{f.name}: {f.reason}. Rebuild with: {rebuild_command(f.chapter, args.profile)}")
-    bad = sum(not f.ok for f in findings)
-    print(f"{len(findings) - bad} of {len(findings)} cached analyses of profile {args.profile!r} load on this machine "
-          f"(ATen CPU capability {torch.backends.cpu.get_cpu_capability()})")
-    return 1 if bad else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 # ------------------------------------------------------------------------- live re-check
 
 
@@ -458,3 +476,36 @@ def _numbers(value):
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().double()
     return value
+
+
+def main(argv=None) -> int:
+    """``python -m lib.cache audit [--profile cpu] [--chapters 02 …]``: exit 1 if any committed entry would miss."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lib.cache", description="Check committed cached analyses.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("audit", help="re-derive every committed key from the snapshots and code on disk")
+    a.add_argument("--profile", default="cpu")
+    a.add_argument("--chapters", nargs="*", help="chapter stems (default: all)")
+    args = parser.parse_args(argv)
+    built = sorted(d.name for d in cache_root(args.profile).glob("*") if d.is_dir())
+    chapters = None
+    if args.chapters:
+        chapters = [c for c in built if any(c == name or c.startswith(name) for name in args.chapters)]
+        if not chapters:
+            parser.error(f"no cached chapter matches {args.chapters}; chapters with caches: {built}")
+    findings = audit(args.profile, chapters)
+    if not findings:
+        print(f"no cached analyses found under {cache_root(args.profile)}")
+        return 1
+    for f in findings:
+        if not f.ok:
+            print(f"✗ {f.chapter}/{f.name}: {f.reason}. Rebuild with: {rebuild_command(f.chapter, args.profile)}")
+    bad = sum(not f.ok for f in findings)
+    print(f"{len(findings) - bad} of {len(findings)} cached analyses of profile {args.profile!r} load on this machine "
+          f"(ATen CPU capability {torch.backends.cpu.get_cpu_capability()})")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

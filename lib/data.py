@@ -28,6 +28,7 @@ the ``paper`` recipe in DataLoader workers. All randomness comes from explicit s
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import math
 import os
@@ -291,10 +292,14 @@ def _decode_archive(path: Path, split: str) -> tuple[torch.Tensor, torch.Tensor,
     """Images ordered by (class, file name); labels index the sorted class names."""
     try:
         classes, members = _archive_members(path, split)
-    except (EOFError, tarfile.TarError, zlib.error, OSError) as err:  # truncated or damaged gzip/tar
+    except (EOFError, tarfile.TarError, zlib.error, gzip.BadGzipFile) as err:  # truncated or damaged gzip/tar
+        try:
+            actual = _sha256_file(path)
+        except OSError as read_error:
+            actual = f"unreadable ({read_error})"
         raise storage.CorruptFileError(
             f"the CIFAR-10 archive {path} is truncated or damaged ({type(err).__name__}: {err}). Its sha256 is "
-            f"{_sha256_file(path)}; the archive this book expects (cifar10-jpeg-q75.tar.gz) has sha256 "
+            f"{actual}; the archive this book expects (cifar10-jpeg-q75.tar.gz) has sha256 "
             f"{SHARED_ARCHIVE_SHA256}. Copy it again from the project's shared data (shared/data/), point "
             "BOOK_CIFAR10_ARCHIVE at a good copy, or unset BOOK_CIFAR10_ARCHIVE to fall back to torchvision's CIFAR-10."
         ) from err

@@ -50,8 +50,9 @@ def chapter_paths(names: list[str] | None = None) -> list[Path]:
 
 
 def _folder(variable: str, default: Path) -> Path:
+    """The folder a variable names (a relative one is taken from the checkout, as every process sees it), or the default."""
     value = os.environ.get(variable)
-    return Path(value).expanduser() if value else default
+    return REPO / Path(value).expanduser() if value else default
 
 
 def training_enabled() -> bool:

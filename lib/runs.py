@@ -414,6 +414,8 @@ def add_init(role: str, profile: str = "cpu", *, seed: int = 0, fraction: float 
 def committed(profile: str = "cpu") -> list[dict]:
     """Metadata of every committed run of ``profile`` (for the cast table and the ledger)."""
     root = checkpoint_root(profile)
+    for old in root.glob("*.superseded"):  # a superseding retrain interrupted between its renames
+        _finish_supersede(old.with_name(old.name.removesuffix(".superseded")))
     out = []
     for meta_path in sorted(root.glob("*/meta.json")):
         if meta_path.parent.name.endswith((".staging", ".superseded")):
@@ -509,6 +511,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.command == "add-init":
         if torch.backends.cpu.get_cpu_capability() != "DEFAULT":  # the portable kernels must be chosen before torch loads
+            if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "default":
+                raise SystemExit("this torch ignores ATEN_CPU_CAPABILITY=default; add-init needs its portable kernels")
             argv = sys.argv[1:] if argv is None else list(argv)
             env = {**os.environ, "ATEN_CPU_CAPABILITY": "default"}
             raise SystemExit(subprocess.run([sys.executable, "-m", "lib.runs", *argv], env=env).returncode)

@@ -69,7 +69,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def mixed_precision(device: torch.device) -> bool:
     """Whether training and the per-epoch monitor run under bf16 autocast on ``device``.
 
-    On CUDA, and on CPUs with native bf16 (AVX-512 BF16 or AMX), bf16 is about 2x faster than
+    On CUDA GPUs with native bf16 (Ampere and later), and on CPUs with native bf16 (AVX-512
+    BF16 or AMX), bf16 is about 2x faster than
     fp32. Elsewhere it is emulated and about 7x slower (ResNet-50/4 on an AVX2-only AMD EPYC:
     12 s against 1.6 s a step of 128), so those CPUs train in fp32. ``BOOK_PRECISION=bf16`` or
     ``fp32`` overrides the choice. Precision is recorded in each epoch's history, not in the run
@@ -80,8 +81,10 @@ def mixed_precision(device: torch.device) -> bool:
         raise ValueError(f"BOOK_PRECISION={choice!r}; valid: 'auto', 'bf16', 'fp32'")
     if choice != "auto":
         return choice == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type != "cpu":
-        return True
+        return False
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 

@@ -91,6 +91,32 @@ def test_code_digest_follows_the_code_not_its_prose_or_line_endings(tmp_path, mo
     assert digest('"""A module."""\n\ndef f(x):\n    """Twice x."""\n    return "2 * x  # not a comment"\n') != base
 
 
+def test_code_text_reads_a_byte_order_mark_and_old_mac_line_endings():
+    assert cache.code_text('\ufeff"""doc"""\rx = 1  # c\r') == "x = 1"
+
+
+def test_the_code_of_an_analysis_covers_the_analysis_modules_it_imports():
+    assert cache.analysis_modules("lib.analysis.variance") == ["lib.analysis.fourier", "lib.analysis.variance"]
+    assert cache.analysis_modules("lib.analysis.stages") == ["lib.analysis.lesion", "lib.analysis.similarity",
+                                                             "lib.analysis.stages"]
+    assert cache.analysis_modules(__name__) == [__name__]  # outside lib: the module alone
+
+
+def test_a_function_without_a_source_file_is_a_clear_error(results):
+    import types
+
+    scratch = types.ModuleType("scratch")  # like a function defined in a notebook
+    exec("def analyse(model):\n    return 1", scratch.__dict__)
+    import sys
+
+    sys.modules["scratch"] = scratch
+    try:
+        with pytest.raises(ValueError, match="no source file"):
+            cache.Cache("99_test", "cpu").apply("a", scratch.analyse, _model(0))
+    finally:
+        del sys.modules["scratch"]
+
+
 def test_code_text_keeps_strings_that_are_not_docstrings():
     text = cache.code_text('x = "# kept"  # dropped\ndef g():\n    """doc"""\n    return f"{x} é"  # dropped too\n')
     assert text == 'x = "# kept"\ndef g():\n    return f"{x} é"'

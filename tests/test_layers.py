@@ -25,9 +25,15 @@ def import_graph() -> dict[str, set[str]]:
     for path in LIB.rglob("*.py"):
         name, found = _module_name(path), set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "lib":
-                found.add(node.module)
-                found |= {f"{node.module}.{a.name}" for a in node.names}
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from .style import x, inside a package
+                    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                if base.split(".")[0] == "lib":
+                    found.add(base)
+                    found |= {f"{base}.{a.name}" for a in node.names}
             elif isinstance(node, ast.Import):
                 found |= {a.name for a in node.names}
         graph[name] = {m for m in found if m in graph and m != name and m != "lib"}

@@ -180,10 +180,11 @@ def test_asking_for_cuda_without_one_is_named():
 
 def test_precision_is_bf16_where_it_is_native_and_can_be_forced(monkeypatch):
     cpu = torch.device("cpu")
-    native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     monkeypatch.delenv("BOOK_PRECISION", raising=False)
-    assert train.mixed_precision(cpu) is native
-    assert train.mixed_precision(torch.device("cuda")) is True
+    for avx512_bf16, amx, expected in ((False, False, False), (True, False, True), (False, True, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert train.mixed_precision(cpu) is expected
     monkeypatch.setenv("BOOK_PRECISION", "fp32")
     assert train.mixed_precision(torch.device("cuda")) is False
     monkeypatch.setenv("BOOK_PRECISION", "bf16")
