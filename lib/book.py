@@ -154,7 +154,7 @@ def plan(profile: str, chapters: list[str] | None = None, *, seed: int = 0, reco
         duration = json.loads(notebook.read_text()).get("metadata", {}).get("papermill", {}).get("duration")
         lines.append(f"{name}: last executed in {duration / 60:.1f} min" if duration else f"{name}:")
         total += duration or 0.0
-        wanted = [dict(r) for r in CHAPTER_RUNS.get(name, [])]
+        wanted = CHAPTER_RUNS.get(name, [])
         committed, to_train = 0, []
         for request in wanted:
             request = dict(request)

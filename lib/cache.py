@@ -105,9 +105,29 @@ def code_digest(*modules: str) -> dict[str, str]:
 ANALYSIS_PACKAGE = "lib.analysis"
 
 
-def _module_file(name: str) -> Path:
-    """Where a ``lib`` module's source lies (it need not exist: ``lib.analysis.fourier.helper`` names none)."""
-    return paths.REPO.joinpath(*name.split(".")).with_suffix(".py")
+def module_file(name: str) -> Path:
+    """Where a module of this checkout keeps its source (it need not exist: ``lib.analysis.fourier.helper`` names none)."""
+    folder = paths.REPO.joinpath(*name.split("."))
+    return folder / "__init__.py" if folder.is_dir() else folder.with_suffix(".py")
+
+
+def imports_of(name: str) -> set[str]:
+    """The modules of this checkout that module ``name`` imports anywhere in its source (relative imports resolved)."""
+    path = module_file(name)
+    if not path.is_file():
+        return set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(importlib.util.decode_source(path.read_bytes()))):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from .fourier import x
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            found |= {base, *(f"{base}.{a.name}" for a in node.names)}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {m for m in found if m != name and module_file(m).is_file()}
 
 
 def analysis_modules(module: str) -> list[str]:
@@ -122,20 +142,7 @@ def analysis_modules(module: str) -> list[str]:
         if name in found:
             continue
         found.add(name)
-        if not _module_file(name).is_file():
-            continue
-        tree = ast.parse(importlib.util.decode_source(_module_file(name).read_bytes()))
-        package = name.rpartition(".")[0]
-        for node in ast.walk(tree):
-            targets = []
-            if isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:  # relative: from .fourier import x
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-                targets = [base] + [f"{base}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            todo += [t for t in targets if t.startswith(ANALYSIS_PACKAGE + ".") and _module_file(t).is_file()]
+        todo += [m for m in imports_of(name) if m.startswith(ANALYSIS_PACKAGE + ".")]
     return sorted(found)
 
 

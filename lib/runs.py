@@ -307,8 +307,8 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
     # Score what is committed: the half-precision weights, reloaded.
     staged = folder.with_name(folder.name + ".staging")
     storage.save_weights(final, staged / "final.safetensors")
-    for at, path in (("warmup", warmup_path), ("init", init_path)):
-        storage.save_weights(storage.load_weights(path), staged / f"{at}.safetensors")
+    for at, path in (("warmup", warmup_path), ("init", init_path)):  # already half precision
+        shutil.copyfile(path, staged / f"{at}.safetensors")
     results = {}
     for at in SCORED:
         net = build(role, prof.name, seed=seed, **overrides)

@@ -159,9 +159,14 @@ def size(chapter: str = "04_alternet", profile: str = "cpu", *, group: str | Non
 def pending(chapter: str = "04_alternet", profile: str = "cpu") -> list[Run]:
     """The runs of the sweep with no ``meta.json`` yet, in the order they will be trained (each
     checkpoint once: a build-up configuration may also be a data run)."""
+    return [r for r in _distinct(plan(chapter, profile), profile) if not r.done(profile)]
+
+
+def _distinct(every: list[Run], profile: str) -> list[Run]:
+    """Each checkpoint once, in the order given (a build-up configuration may also be a data run)."""
     out, seen = [], set()
-    for r in plan(chapter, profile):
-        if not r.done(profile) and r.folder(profile) not in seen:
+    for r in every:
+        if r.folder(profile) not in seen:
             seen.add(r.folder(profile))
             out.append(r)
     return out
@@ -177,12 +182,7 @@ def shard(chapter: str, profile: str, index: int, count: int) -> list[Run]:
     """
     if not (isinstance(count, int) and isinstance(index, int) and count >= 1 and 1 <= index <= count):
         raise ValueError(f"shard {index}/{count}: need 1 ≤ I ≤ N, e.g. 1/2 and 2/2 for two machines")
-    distinct, seen = [], set()
-    for r in plan(chapter, profile):
-        if r.folder(profile) not in seen:
-            seen.add(r.folder(profile))
-            distinct.append(r)
-    return distinct[index - 1::count]
+    return _distinct(plan(chapter, profile), profile)[index - 1::count]
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -69,10 +69,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def mixed_precision(device: torch.device) -> bool:
     """Whether training and the per-epoch monitor run under bf16 autocast on ``device``.
 
-    On CUDA GPUs with native bf16 (Ampere and later), and on CPUs with native bf16 (AVX-512
-    BF16 or AMX), bf16 is about 2x faster than
-    fp32. Elsewhere it is emulated and about 7x slower (ResNet-50/4 on an AVX2-only AMD EPYC:
-    12 s against 1.6 s a step of 128), so those CPUs train in fp32. ``BOOK_PRECISION=bf16`` or
+    On CUDA GPUs with native bf16 (Ampere and later) and on CPUs with native bf16 (AVX-512 BF16
+    or AMX), bf16 is about 2x faster than fp32. Elsewhere it is emulated and about 7x slower
+    (ResNet-50/4 on an AVX2-only AMD EPYC: 12 s against 1.6 s a step of 128), so there the
+    engine trains in fp32. ``BOOK_PRECISION=bf16`` or
     ``fp32`` overrides the choice. Precision is recorded in each epoch's history, not in the run
     key: like the CPU model, it moves a run's result only by rounding.
     """

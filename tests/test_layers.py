@@ -5,8 +5,9 @@ reader's project without the book; the book layer (runs, caches, verdicts, claim
 runner) sits above them. Imports inside functions count too.
 """
 
-import ast
 from pathlib import Path
+
+from lib import cache
 
 LIB = Path(__file__).resolve().parents[1] / "lib"
 SCIENCE = ("lib.data", "lib.models", "lib.analysis", "lib.metrics", "lib.train", "lib.storage", "lib.paths")
@@ -22,21 +23,8 @@ def _module_name(path: Path) -> str:
 def import_graph() -> dict[str, set[str]]:
     """Each ``lib`` module → the ``lib`` modules it imports anywhere in its source."""
     graph = {_module_name(p): set() for p in LIB.rglob("*.py")}
-    for path in LIB.rglob("*.py"):
-        name, found = _module_name(path), set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:  # relative: from .style import x, inside a package
-                    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join(parts + ([base] if base else []))
-                if base.split(".")[0] == "lib":
-                    found.add(base)
-                    found |= {f"{base}.{a.name}" for a in node.names}
-            elif isinstance(node, ast.Import):
-                found |= {a.name for a in node.names}
-        graph[name] = {m for m in found if m in graph and m != name and m != "lib"}
+    for name in graph:
+        graph[name] = {m for m in cache.imports_of(name) if m in graph and m != "lib"}
     return graph
 
 
