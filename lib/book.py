@@ -29,11 +29,11 @@ def glue_values(prefix: str, values: dict) -> None:
 
 
 def glue_checks(prefix: str, checks) -> None:
-    """``glue`` each verdict check's numbers as ``<prefix>_check<i>_value|lo|hi|verdict`` (i from 1), for prose."""
-    for i, check in enumerate(checks, start=1):
+    """``glue`` each check's numbers as ``<prefix>_<id>_value|lo|hi|verdict``, for prose (``checks``: id → check)."""
+    for key, check in checks.items():
         lo, hi = check.interval if check.interval is not None else (float("nan"), float("nan"))
-        glue_values(f"{prefix}_check{i}", {"value": float(check.value), "lo": float(lo), "hi": float(hi),
-                                           "verdict": "holds" if check.holds else "does not hold"})
+        glue_values(f"{prefix}_{key}", {"value": float(check.value), "lo": float(lo), "hi": float(hi),
+                                        "verdict": "holds" if check.holds else "does not hold"})
 
 
 def execute(notebook: Path, output: Path, *, profile: str, device: str = "auto", seed: int = 0,
@@ -177,7 +177,7 @@ def plan(profile: str, chapters: list[str] | None = None, *, seed: int = 0, reco
         if wanted:
             lines.append(f"  runs: {committed} committed" + (f", {len(to_train)} not:" if to_train else ""))
         lines += to_train
-        if profile in sweeps.BUDGETS.get(name, {}) and sweeps.pending(name, profile):
+        if sweeps.has_sweep(name, profile) and sweeps.pending(name, profile):
             lines.append(f"  ✗ {len(sweeps.pending(name, profile))} runs of its sweep are not trained; make book does not train "
                          f"sweeps (the chapter fails until then): python -m lib.sweeps run {name} --profile {profile}")
         findings = cache.audit(profile, [name])

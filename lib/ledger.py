@@ -15,17 +15,12 @@ import re
 import sys
 from pathlib import Path
 
-from lib import verdict
+from lib import chapters, verdict
 from lib.paths import REPO
 
 README = REPO / "README.md"
 START, END = "<!-- ledger:start -->", "<!-- ledger:end -->"
-TITLES = {
-    "01_flat_losses": "1 · flat losses",
-    "02_low_pass_msa": "2 · low-pass MSAs",
-    "03_stages_in_series": "3 · stages in series",
-    "04_alternet": "4 · AlterNet",
-}
+TITLES = {name: m.TITLE for name, m in chapters.SPECS.items()}  # each chapter's short name in the ledger
 
 
 def _number(x) -> str:

@@ -14,6 +14,8 @@ from typing import Literal
 
 Augment = Literal["crop_flip", "paper"]
 
+ROLE_LABELS = {"resnet": "ResNet", "vit": "ViT", "alternet": "AlterNet", "preresnet": "Pre-act ResNet"}  # how tables and figures name each role
+
 
 def _not_in_key(default):
     """A recipe field that changes how fast a run goes, not what it computes (excluded from run keys)."""

@@ -1,11 +1,12 @@
 """Chapter 4's many runs, declared once: which are done, which are still to run, their results over seeds.
 
-A sweep is a list of :class:`Run` (role, seed, data fraction, overrides) built from the profile's
-:class:`Budget`. ``python -m lib.sweeps run 04_alternet`` trains the pending ones, one at a time,
-cheapest first, each through :func:`lib.runs.trained` (so an interrupted run resumes from its last
-epoch). A run marked ``keep`` is analysed further and keeps its committed weights; the others keep
-only their ``meta.json`` (metrics, curves, provenance) in ``data/checkpoints/``: their weights are
-moved to the git-ignored ``data/runs/`` so that the repository stays small.
+A sweep is a list of :class:`Run` (role, seed, data fraction, overrides) built from the
+:class:`lib.chapters.base.Sweep` that the chapter's spec declares for the profile.
+``python -m lib.sweeps run 04_alternet`` trains the pending ones, one at a time, cheapest first,
+each through :func:`lib.runs.trained` (so an interrupted run resumes from its last epoch). A run
+marked ``keep`` is analysed further and keeps its committed weights; the others keep only their
+``meta.json`` (metrics, curves, provenance) in ``data/checkpoints/``: their weights are moved to
+the git-ignored ``data/runs/`` so that the repository stays small.
 ``python -m lib.sweeps status 04_alternet`` prints the list of what is still to run.
 
 :func:`results` reads every run's final test metrics into one table (under ``smoke`` it trains them on
@@ -22,12 +23,13 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from lib import chapters, profiles, runs, storage
+from lib.chapters.base import Sweep
 
-__all__ = ["Budget", "Run", "BUDGETS", "plan", "size", "pending", "shard", "parse_shard", "results", "epochs_of", "summary",
+__all__ = ["Run", "budget", "has_sweep", "plan", "size", "pending", "shard", "parse_shard", "results", "epochs_of", "summary",
            "record", "prune"]
 
 Overrides = tuple[tuple[str, object], ...]
@@ -73,50 +75,23 @@ def _overrides(**kw) -> Overrides:
     return tuple(sorted(kw.items()))
 
 
-@dataclass(frozen=True)
-class Budget:
-    """How much of Chapter 4's design a profile can afford.
-
-    Attributes:
-        fractions: Nested class-balanced shares of the training set (small and large data).
-        seeds: Seeds per fraction (the cast's own models are seed 0 at the full set).
-        roles: The models compared at every fraction.
-        build_up: MSAs per stage of each build-up configuration, from none to the full AlterNet.
-        build_up_recipe: Recipe overrides of the build-up runs; none on ``cpu``, whose build-up
-            trains for the cast's epochs, so its two ends are the seed-0 full-data runs.
-        keep: ``(role, seed, fraction)`` of the runs whose weights are analysed further.
-    """
-
-    fractions: tuple[float, ...]
-    seeds: dict[float, int]
-    roles: tuple[str, ...] = ("alternet", "preresnet", "vit")
-    build_up: tuple[tuple[int, ...], ...] = ((0, 0, 0, 0), (0, 0, 0, 1), (0, 0, 0, 2), (0, 0, 1, 2), (0, 1, 1, 2))
-    build_up_recipe: dict = field(default_factory=dict)
-    keep: tuple[tuple[str, int, float], ...] = ()
+def budget(chapter: str, profile: str) -> Sweep:
+    """The sweep that ``chapter``'s spec declares for ``profile`` (:class:`lib.chapters.base.Sweep`)."""
+    module = chapters.spec(chapter)
+    if not hasattr(module, "SWEEP"):
+        raise ValueError(f"no sweep for chapter {chapter!r}; chapters with one: {has_sweep_chapters()}")
+    return module.sweep(profile)
 
 
-BUDGETS: dict[str, dict[str, Budget]] = {
-    "04_alternet": {
-        "smoke": Budget(fractions=(0.5, 1.0), seeds={0.5: 2, 1.0: 2}, build_up=((0, 0, 0, 0), (0, 0, 0, 1), (0, 1, 1, 2)),
-                        build_up_recipe={"epochs": 1, "warmup_epochs": 0}),
-        # build-up at the cast's 12 epochs, four configurations: its ends are the full-data seed-0 runs,
-        # so only (0,0,0,1) and (0,0,1,2) are extra (~76 min) — cheaper than five at half the epochs
-        "cpu": Budget(fractions=(0.02, 0.1, 1.0), seeds={0.02: 3, 0.1: 3, 1.0: 2},
-                      build_up=((0, 0, 0, 0), (0, 0, 0, 1), (0, 0, 1, 2), (0, 1, 1, 2)),
-                      keep=(("alternet", 0, 1.0), ("preresnet", 0, 1.0), ("vit", 0, 1.0), ("vit", 0, 0.02), ("vit", 0, 0.1))),
-        "paper": Budget(fractions=(0.1, 1.0), seeds={0.1: 3, 1.0: 2},
-                        keep=(("alternet", 0, 1.0), ("preresnet", 0, 1.0), ("vit", 0, 1.0))),
-    },
-}
+def has_sweep_chapters() -> list[str]:
+    """The chapters whose spec declares a sweep."""
+    return sorted(name for name, m in chapters.SPECS.items() if hasattr(m, "SWEEP"))
 
 
-def budget(chapter: str, profile: str) -> Budget:
-    name = profiles.get(profile).name
-    if chapter not in BUDGETS:
-        raise ValueError(f"no sweep for chapter {chapter!r}; valid: {sorted(BUDGETS)}")
-    if name not in BUDGETS[chapter]:
-        raise ValueError(f"no sweep of {chapter!r} for profile {name!r}; valid: {sorted(BUDGETS[chapter])}")
-    return BUDGETS[chapter][name]
+def has_sweep(chapter: str, profile: str) -> bool:
+    """Whether ``chapter`` declares a sweep for ``profile``."""
+    module = chapters.SPECS.get(chapter)
+    return module is not None and profiles.get(profile).name in getattr(module, "SWEEP", {})
 
 
 def msa_label(msa_per_stage) -> str:

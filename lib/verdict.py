@@ -4,8 +4,8 @@ A chapter states every statistic and threshold in its prose first, then builds o
 :class:`Check` per claim from the measured numbers; whether it holds is decided here, by the
 comparison, never by hand. With a 95 % interval the whole interval must lie on the claimed side
 of the threshold. :func:`record` writes the chapter's checks to
-``data/results/<profile>/<chapter>.json`` in the book's one schema (claim, statistic, value,
-interval, threshold, holds, budget, provenance), which the claims ledger renders, and returns
+``data/results/<profile>/<chapter>.json`` in the book's one schema (id, claim, statistic,
+value, interval, threshold, holds, budget, provenance), which the claims ledger renders, and returns
 the rounded table the chapter's last cell shows (and nbval compares).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from lib import paths, runs, storage
 __all__ = ["OPS", "Check", "budget", "record", "results_path", "load"]
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-SCHEMA = 1
+SCHEMA = 2  # 2: each check carries its chapter's stable id
 
 
 @dataclass(frozen=True)
@@ -121,13 +121,13 @@ def results_path(chapter: str, profile: str) -> Path:
     return paths.results_root(profile) / f"{chapter}.json"
 
 
-def record(chapter: str, profile: str, checks: Sequence[Check], *, digits: int = 3, **provenance) -> pd.DataFrame:
+def record(chapter: str, profile: str, checks: Mapping[str, Check], *, digits: int = 3, **provenance) -> pd.DataFrame:
     """Write the chapter's verdict file and return its table for display.
 
     Args:
         chapter: The chapter's stem.
         profile: The profile it ran under.
-        checks: One per claim or sub-claim, in the order the chapter tests them.
+        checks: Stable id → check, in the order the chapter tests them (its spec's ``checks``).
         digits: Significant digits shown (the JSON keeps full precision).
         provenance: Extra provenance (e.g. ``analysis_seconds``).
 
@@ -135,7 +135,8 @@ def record(chapter: str, profile: str, checks: Sequence[Check], *, digits: int =
         One row per check: claim, statistic, value, 95 % interval, threshold, verdict
         ("holds" / "does not hold"), rounded, free of timings (nbval compares it).
     """
-    checks = list(checks)
+    if not isinstance(checks, Mapping):
+        raise TypeError(f"checks must map each check's id to it (a chapter spec's checks()), got {type(checks).__name__}")
     if not checks:
         raise ValueError("a verdict needs at least one check")
     dataset = "cifar10"
@@ -143,17 +144,17 @@ def record(chapter: str, profile: str, checks: Sequence[Check], *, digits: int =
         "schema": SCHEMA,
         "chapter": chapter,
         "profile": profile,
-        "checks": [c.row() for c in checks],
+        "checks": [{"id": key, **c.row()} for key, c in checks.items()],
         "provenance": runs.provenance(dataset, **provenance),
     }
     storage.save_json(document, results_path(chapter, profile))
     return table(checks, digits=digits)
 
 
-def table(checks: Iterable[Check], *, digits: int = 3) -> pd.DataFrame:
-    """The rounded display table of ``checks``."""
+def table(checks: Mapping[str, Check] | Iterable[Check], *, digits: int = 3) -> pd.DataFrame:
+    """The rounded display table of ``checks`` (a mapping's values, in order)."""
     rows = []
-    for c in checks:
+    for c in (checks.values() if isinstance(checks, Mapping) else checks):
         rows.append({
             "claim": c.claim,
             "statistic": c.statistic,

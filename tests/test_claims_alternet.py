@@ -1,4 +1,4 @@
-"""lib.claims.alternet: Chapter 4's checks on hand-made measurements with known answers."""
+"""lib.chapters.alternet.checks and lib.claims' statistics over seeds: Chapter 4's checks on hand-made measurements with known answers."""
 
 import math
 
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lib import claims
+from lib.chapters import alternet
 from lib.analysis.hessian import Spectrum
 
 T2, T1 = 4.302652729749464, 12.706204736174705  # 97.5 % quantiles of Student's t with 2 and 1 df
@@ -54,11 +55,15 @@ BUILD = {"no MSA (pre-activation ResNet)": 70.0, "MSAs (0, 0, 0, 1)": 71.0, "MSA
 
 
 def _checks(data, build=BUILD, alternet_flat=True, alternet_robust=True):
+    return list(_checks_by_id(data, build, alternet_flat, alternet_robust).values())
+
+
+def _checks_by_id(data, build=BUILD, alternet_flat=True, alternet_robust=True):
     flat, sharp = (FLAT, SHARP) if alternet_flat else (SHARP, FLAT)
     spectrum = {"AlterNet, warm-up": _spectrum(flat), "AlterNet": _spectrum(flat),
                 "Pre-act ResNet, warm-up": _spectrum(sharp), "Pre-act ResNet": _spectrum(sharp)}
     outcomes = {"alternet": _outcomes(alternet_robust), "preresnet": _outcomes(not alternet_robust)}
-    return claims.alternet(_runs(data, build), spectrum, outcomes, STATES, profile="cpu")
+    return alternet.checks(_runs(data, build), spectrum, outcomes, STATES, profile="cpu")
 
 
 def test_t_interval_matches_the_t_table():
@@ -139,3 +144,9 @@ def test_t_interval_of_identical_values_is_the_point_not_nan():
     assert claims.t_interval([0.5, 0.5]) == (0.5, 0.5, 0.5)
     mean, lo, hi = claims.t_interval([0.0, 1.0, 2.0])
     assert mean == 1.0 and lo < 0 < 2 < hi
+
+
+def test_the_checks_have_stable_ids_smallest_fraction_first():
+    data = {0.02: [(40, 38, 30)] * 3, 0.1: [(61, 59, 40)] * 3, 1.0: [(86, 80, 80)] * 2}
+    assert list(_checks_by_id(data)) == ["as_accurate_smallest", "as_accurate_mid1", "as_accurate_largest", "vit_shortfall",
+                                         "build_up", "flatter_warmup", "flatter_final", "noise_high"]

@@ -1,4 +1,7 @@
-"""lib.claims.flat_losses, low_pass, stages_in_series: Chapters 1–3's checks on hand-made inputs, known answers."""
+"""The checks of Chapters 1–3 (``lib.chapters.flat_losses``, ``low_pass``, ``stages``) on hand-made inputs, known answers.
+
+The helpers list each chapter's checks in their order; the id tests pin which id names which check.
+"""
 
 import functools
 import math
@@ -7,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import claims
+from lib.chapters import flat_losses, low_pass
+from lib.chapters import stages as stages_spec
 from lib.analysis import fourier, stages
 from lib.analysis.hessian import Spectrum
 
@@ -62,9 +66,13 @@ def _locality(d5=(0.0, 0.0), d3=(0.0, 0.0)) -> pd.DataFrame:
 
 
 def _flat(spectra=SPECTRA_OK, locality=None, **kwargs):
+    return list(_flat_by_id(spectra, locality, **kwargs).values())
+
+
+def _flat_by_id(spectra=SPECTRA_OK, locality=None, **kwargs):
     spectrum = {name: _spectrum(values) for name, values in spectra.items()}
     states = {name: torch.nn.Linear(1, 1) for name in spectra}
-    return claims.flat_losses(spectrum, _locality() if locality is None else locality, states, **kwargs)
+    return flat_losses.checks(spectrum, _locality() if locality is None else locality, states, **kwargs)
 
 
 @functools.cache
@@ -133,7 +141,7 @@ def _noise(rows) -> dict:
 def _low_pass(units=UNITS_OK, variance_units=UNITS_OK, growth=None, vit=(HIGH,) * 5, resnet=(LOW,) * 5, **kwargs):
     growth = _growth(True, True, True) if growth is None else growth
     outcomes = {"resnet": _noise(resnet), "vit": _noise(vit)}
-    return claims.low_pass(_counts(units), _counts(variance_units), growth, outcomes, budget=BUDGET, **kwargs)
+    return list(low_pass.checks(_counts(units), _counts(variance_units), growth, outcomes, budget=BUDGET, **kwargs).values())
 
 
 # ---------------------------------------------------------------------------------- Chapter 3
@@ -197,11 +205,15 @@ def _flags(column: str, resnet=(True, True, True), alternet=(True, True, True)) 
 
 
 def _stages(contrasts=None, costliest=None, blocks=None, growth=None, resets=None, **kwargs):
-    return claims.stages_in_series(_contrasts() if contrasts is None else contrasts,
-                                   _costliest() if costliest is None else costliest,
-                                   _blocks() if blocks is None else blocks,
-                                   _flags("grows") if growth is None else growth,
-                                   _flags("resets") if resets is None else resets, budgets=BUDGETS, **kwargs)
+    return list(_stages_by_id(contrasts, costliest, blocks, growth, resets, **kwargs).values())
+
+
+def _stages_by_id(contrasts=None, costliest=None, blocks=None, growth=None, resets=None, **kwargs):
+    return stages_spec.checks(_contrasts() if contrasts is None else contrasts,
+                              _costliest() if costliest is None else costliest,
+                              _blocks() if blocks is None else blocks,
+                              _flags("grows") if growth is None else growth,
+                              _flags("resets") if resets is None else resets, budgets=BUDGETS, **kwargs)
 
 
 # ====================================================================================== tests
@@ -209,7 +221,7 @@ def _stages(contrasts=None, costliest=None, blocks=None, growth=None, resets=Non
 
 
 def test_flat_losses_returns_twelve_checks_with_the_chapters_claims():
-    """Twelve checks in the chapter's order (it reads checks 5, 6 and 7, 8, 10, 11 by index), with fixed rules."""
+    """Twelve checks in the chapter's order, with fixed rules."""
     checks = _flat_ok()
     assert [c.claim for c in checks] == CH1_CLAIMS
     assert [c.op for c in checks] == ["<", "<", ">", ">", ">", ">", ">=", "<=", "<", ">=", "<=", "<"]
@@ -459,3 +471,35 @@ def test_stages_in_series_missing_or_duplicate_row_is_a_clear_error():
     blocks = _blocks()
     with pytest.raises(ValueError, match="found 2"):
         _stages(blocks=pd.concat([blocks, blocks.iloc[[0]]]))
+
+
+# ------------------------------------------------------------------------------------- ids
+
+
+def test_each_chapter_names_its_checks_by_stable_ids_in_order():
+    """The ids the prose, the ledger and the verdict files use: which id names which claim."""
+    assert dict(zip(_flat_by_id(), CH1_CLAIMS)) == dict(zip(
+        ["flatter_warmup", "flatter_final", "negative_warmup", "negative_final", "small_data_2", "small_data_10",
+         "local5_accuracy", "local5_loss", "local5_negative", "local3_accuracy", "local3_loss", "local3_negative"], CH1_CLAIMS))
+    ch2 = low_pass.checks(_counts(UNITS_OK), _counts(UNITS_OK), _growth(True, True, True),
+                          {"resnet": _noise((LOW,) * 5), "vit": _noise((HIGH,) * 5)}, budget=BUDGET)
+    kinds = ["vit_msa", "alternet_msa", "resnet_conv", "alternet_conv", "vit_mlp"]
+    assert list(ch2) == [f"dlogA_{k}" for k in kinds] + [f"variance_{k}" for k in kinds] + [
+        "variance_buildup_resnet", "noise_high_vit_vs_resnet", "noise_high_hurts_resnet", "noise_low_vit_vs_resnet"]
+    assert [c.claim for c in ch2.values()] == CH2_CLAIMS
+    assert dict(zip(_stages_by_id(), CH3_CLAIMS)) == dict(zip(
+        ["lesion_end_msa_alternet", "start_costliest_resnet", "lesion_start_resnet", "lesion_middle_msa_vit",
+         "cka_blocks_resnet", "cka_blocks_alternet", "cka_blocks_matched_resnet", "cka_blocks_matched_alternet",
+         "variance_buildup_resnet", "variance_reset_resnet", "variance_buildup_alternet", "variance_reset_alternet"], CH3_CLAIMS))
+
+
+def test_chapter_one_findings_read_the_checks_by_id():
+    checks = _flat_by_id()
+    assert flat_losses.findings(checks) == {"small_data": "shows", "local_trains": "trains"}
+    failing = _flat_by_id(SPECTRA_BAD, _locality(d5=(-2.0, 0.05), d3=(-2.0, 0.05)))
+    assert flat_losses.findings(failing) == {"small_data": "does not show", "local_trains": "does not train"}
+
+
+def test_a_local_run_without_a_window_size_is_a_clear_error():
+    with pytest.raises(ValueError, match="local-attention"):
+        flat_losses._local_id("ViT, global")

@@ -46,7 +46,7 @@ def test_alternet_rows_read_the_sweep_and_the_paper_ladder_matches_its_labels():
 
 
 def test_the_ledger_lists_the_methods_of_the_chapters_in_the_book_only():
-    assert all(differences.methods(chapter) for chapter in differences.METHOD_CHAPTERS)
+    assert all(differences.methods(chapter) for chapter in differences.method_chapters())
     in_book = {p.stem for p in book.chapter_paths()}
     rows = set(differences.table(None).index)
     assert ("landscape grid" in rows) == ("01_flat_losses" in in_book)

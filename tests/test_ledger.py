@@ -14,9 +14,9 @@ def test_committed_ledger_page_and_readme_match_the_verdict_files():
 
 def test_one_row_per_recorded_check(tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
-    verdict.record("98_a", "cpu", [verdict.Check("A holds", "s", 1.0, ">", 0.0, interval=(0.5, 1.5),
-                                                 budget={"models": ["m"], "epochs": [12], "fractions": [0.1]})])
-    verdict.record("99_b", "cpu", [verdict.Check("B", "s", -1.0, ">", 0.0), verdict.Check("C | pipe", "s", 2.0, "<", 3.0)])
+    verdict.record("98_a", "cpu", {"a": verdict.Check("A holds", "s", 1.0, ">", 0.0, interval=(0.5, 1.5),
+                                                      budget={"models": ["m"], "epochs": [12], "fractions": [0.1]})})
+    verdict.record("99_b", "cpu", {"b": verdict.Check("B", "s", -1.0, ">", 0.0), "c": verdict.Check("C | pipe", "s", 2.0, "<", 3.0)})
     text = ledger.render("cpu")
     table = [line for line in text.splitlines() if line.startswith("| [")]
     assert len(table) == 3

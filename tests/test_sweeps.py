@@ -54,8 +54,10 @@ def test_smoke_build_up_runs_are_their_own_checkpoints():
 
 
 def test_unknown_chapter_or_profile_is_a_clear_error():
-    with pytest.raises(ValueError, match="valid"):
+    with pytest.raises(ValueError, match="chapters with a spec"):
         sweeps.plan("05_nope", "cpu")
+    with pytest.raises(ValueError, match="chapters with one: \\['04_alternet'\\]"):
+        sweeps.plan("01_flat_losses", "cpu")
     with pytest.raises(ValueError, match="valid profiles"):
         sweeps.plan("04_alternet", "gpu")
 

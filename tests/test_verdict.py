@@ -25,21 +25,30 @@ def test_bad_comparisons_and_intervals_are_rejected():
 
 def test_record_writes_the_schema_and_returns_a_rounded_table(tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
-    checks = [
-        verdict.Check("MSAs are low-pass", "share of MSA units lowering ΔlogA", 0.833333, ">=", 0.5,
-                      budget={"profile": "cpu"}),
-        verdict.Check("flatter", "median difference", -0.123456, "<", 0.0, interval=(-0.2, 0.01)),
-    ]
+    checks = {
+        "low_pass": verdict.Check("MSAs are low-pass", "share of MSA units lowering ΔlogA", 0.833333, ">=", 0.5,
+                                  budget={"profile": "cpu"}),
+        "flatter": verdict.Check("flatter", "median difference", -0.123456, "<", 0.0, interval=(-0.2, 0.01)),
+    }
     shown = verdict.record("99_test", "cpu", checks)
     assert shown["value"].tolist() == ["0.833", "-0.123"]
     assert shown["verdict"].tolist() == ["holds", "does not hold"]
     assert shown["95 % interval"].tolist() == ["", "[-0.2, 0.01]"]
     doc = json.loads((tmp_path / "cpu" / "99_test.json").read_text())
-    assert set(doc["checks"][0]) == {"claim", "statistic", "value", "interval", "threshold", "holds", "note", "budget"}
+    assert [c["id"] for c in doc["checks"]] == ["low_pass", "flatter"] and doc["schema"] == 2
+    assert set(doc["checks"][0]) == {"id", "claim", "statistic", "value", "interval", "threshold", "holds", "note", "budget"}
     assert doc["checks"][1]["interval"] == [-0.2, 0.01] and doc["checks"][1]["holds"] is False
     assert {"git_sha", "data_source", "versions", "cpu"} <= set(doc["provenance"])
     ledger = verdict.load("cpu")
     assert ledger["chapter"].tolist() == ["99_test", "99_test"]
+
+
+def test_record_needs_checks_keyed_by_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(TypeError, match="map each check's id"):
+        verdict.record("99_test", "cpu", [verdict.Check("a", "s", 1.0, ">", 0.0)])
+    with pytest.raises(ValueError, match="at least one check"):
+        verdict.record("99_test", "cpu", {})
 
 
 def test_an_undefined_interval_never_holds():

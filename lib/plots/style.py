@@ -21,13 +21,13 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from lib.models.units import KIND_LABELS  # noqa: F401  (re-exported: lib.plots.KIND_LABELS)
+from lib.profiles import ROLE_LABELS as LABELS  # noqa: F401  (re-exported: lib.plots.LABELS)
 
 sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
 
 COLORS = {"resnet": "#1f77b4", "vit": "#ff7f0e", "alternet": "#2ca02c", "preresnet": "#7f7f7f"}
 MSA_SHADE = "#d9d9d9"  # background of MSA units in by-depth figures
 KIND_MARKERS = {"stem": "s", "conv": "o", "msa": "D", "mlp": "^"}
-LABELS = {"resnet": "ResNet", "vit": "ViT", "alternet": "AlterNet", "preresnet": "Pre-act ResNet"}
 
 
 def glue_figure(name: str, fig: plt.Figure) -> None:

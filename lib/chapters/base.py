@@ -1,0 +1,75 @@
+"""What a chapter spec is made of: the runs it loads and, for a chapter with a sweep, the sweep's size.
+
+Each chapter's spec (``lib.chapters.<name>``) declares its runs as :class:`Request` values; the
+registry (``lib.chapters``) collects them for the cast test, ``make plan`` and the sweeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["CAST", "Request", "Sweep", "load_runs"]
+
+CAST = ("resnet", "vit", "alternet")  # the three models every chapter compares
+
+
+@dataclass(frozen=True)
+class Request:
+    """One trained run a chapter loads through :func:`lib.runs.trained`, under the label it uses for it.
+
+    Attributes:
+        label: The chapter's name for the loaded model (a key of its dictionaries and tables).
+        role: ``"resnet"``, ``"vit"``, ``"alternet"`` or ``"preresnet"``.
+        at: ``"final"``, ``"warmup"`` or ``"init"``: which snapshot of the run.
+        fraction: Share of the training set the run trained on.
+        local: Window size of a local-attention ViT (``None``: global attention).
+    """
+
+    label: str
+    role: str
+    at: str = "final"
+    fraction: float = 1.0
+    local: int | None = None
+
+    def kwargs(self) -> dict:
+        """Keyword arguments of :func:`lib.runs.trained` besides role, profile, seed and snapshot (defaults left out)."""
+        out = {}
+        if self.fraction != 1.0:
+            out["fraction"] = self.fraction
+        if self.local is not None:
+            out["local"] = self.local
+        return out
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A chapter's sweep of training runs under one profile (how many, of what), read by :mod:`lib.sweeps`.
+
+    Attributes:
+        fractions: Nested class-balanced shares of the training set, ascending.
+        seeds: Fraction → number of seeds (0 … n − 1) of each role.
+        roles: The models trained at every fraction and seed.
+        build_up: MSAs per stage of each build-up configuration, in order (the no-MSA baseline
+            first, the full AlterNet last).
+        build_up_recipe: Recipe overrides of the build-up runs; none on ``cpu``, whose build-up
+            trains for the cast's epochs, so its two ends are the seed-0 full-data runs.
+        keep: ``(role, seed, fraction)`` of the runs whose weights are analysed further.
+    """
+
+    fractions: tuple[float, ...]
+    seeds: dict[float, int]
+    roles: tuple[str, ...] = ("alternet", "preresnet", "vit")
+    build_up: tuple[tuple[int, ...], ...] = ((0, 0, 0, 0), (0, 0, 0, 1), (0, 0, 0, 2), (0, 0, 1, 2), (0, 1, 1, 2))
+    build_up_recipe: dict = field(default_factory=dict)
+    keep: tuple[tuple[str, int, float], ...] = ()
+
+
+def load_runs(requests, profile: str, *, seed: int = 0, device: str = "auto", at: str | None = None) -> dict:
+    """Label → trained model of each request (those of snapshot ``at`` only, if given), in the spec's order."""
+    from lib import runs
+
+    chosen = [r for r in requests if at is None or r.at == at]
+    labels = [r.label for r in chosen]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels repeat among the requested runs: {labels}; pass at= to load one snapshot kind")
+    return {r.label: runs.trained(r.role, profile, seed=seed, at=r.at, device=device, **r.kwargs()) for r in chosen}

@@ -1,0 +1,121 @@
+"""Chapter 2, "MSAs are low-pass filters": its runs, statistics and thresholds, methods beside the paper's, and checks.
+
+Everything the chapter fixes before computing lives here (which units should lower or raise
+which statistic, the share that counts, the noise amplitudes and bands); the notebook, the
+ledger and the differences table read it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from lib import profiles
+from lib.analysis import fourier, robustness
+from lib.chapters.base import CAST, Request
+from lib.profiles import ROLE_LABELS as LABELS
+from lib.verdict import Check
+
+CHAPTER = "02_low_pass_msa"
+TITLE = "2 · low-pass MSAs"
+
+# each run of the cast, trained and at its own starting point (the control)
+RUNS = tuple(Request(role, role) for role in CAST) + tuple(Request(role, role, at="init") for role in CAST)
+
+KIND_NAMES = {"stem": "stem", "conv": "Conv", "msa": "MSA", "mlp": "MLP"}
+# which kind of unit the paper says lowers or raises a statistic, per model of the cast (role, kind, direction)
+DIRECTIONS = (("vit", "msa", "lower"), ("alternet", "msa", "lower"), ("resnet", "conv", "raise"),
+              ("alternet", "conv", "raise"), ("vit", "mlp", "raise"))
+SHARE = 0.5  # least share of a kind's units that must move in the claimed direction
+
+FREQUENCIES = tuple(round(0.1 * i, 1) for i in range(1, 10))  # band centres of the noise sweep, × π
+NOISE_EPS = (0.05, 0.1, 0.2, 0.7)  # band-noise amplitudes, normalised units, fixed in advance
+VERDICT_EPS = 0.7  # the one the checks use: the authors' pseudo-code default (methods appendix §8)
+HIGH_BANDS = (0.7, 0.8, 0.9)  # band centres (π) averaged for "high-frequency" noise
+LOW_BANDS = (0.1, 0.2, 0.3)  # and for "low-frequency" noise
+
+
+def methods(profile: str = "cpu") -> list[tuple[str, str, str]]:
+    """``(what, paper, ours)`` rows of the chapter's methods under ``profile``."""
+    a = profiles.get(profile).analysis
+    return [
+        ("Fourier data", "one ImageNet image, model left in train mode", "whole test set, eval mode"),
+        ("variance data", "first 256 CIFAR-100 test images", "whole test set, eval mode"),
+        ("per-unit effect", "read from the figure by eye", "paired change from the unit's input, 95 % bootstrap"),
+        ("noise data", "ImageNet-1K validation set", f"{a.sweep_images:,} class-balanced test images"),
+        ("noise amplitude ε", "unknown (helper 0.007, pseudo-code 0.7)",
+         f"{', '.join(map(str, NOISE_EPS))} normalised; checks at {VERDICT_EPS}"),
+        ("noise band mask", "centred squares after fftshift (not Hermitian; 0.1π includes DC on 32×32)",
+         "|kx|, |ky| ring on exact bin frequencies, DC excluded, real noise"),
+    ]
+
+
+def direction_counts(by_role: dict) -> pd.DataFrame:
+    """``lib.analysis.fourier.direction_counts`` of per-unit frames keyed by role, rows named by the models' labels."""
+    return fourier.direction_counts({LABELS[role]: frame for role, frame in by_role.items()})
+
+
+def _share(counts: pd.DataFrame, role: str, kind: str, direction: str) -> tuple[float, int, int]:
+    row = counts[(counts["model"] == LABELS[role]) & (counts["kind"] == kind)]
+    if row.empty:
+        raise ValueError(f"no {kind} units of {LABELS[role]} in the counts; models: {sorted(counts['model'].unique())}")
+    row = row.iloc[0]
+    return float(row[f"{direction}_share"]), int(row[direction]), int(row["units"])
+
+
+def checks(
+    high_counts: pd.DataFrame,
+    variance_counts: pd.DataFrame,
+    growth: pd.DataFrame,
+    outcomes: dict[str, dict],
+    *,
+    budget: dict,
+    share: float = SHARE,
+    eps: float = VERDICT_EPS,
+    high_bands=HIGH_BANDS,
+    low_bands=LOW_BANDS,
+    seed: int = 0,
+) -> dict[str, Check]:
+    """The chapter's checks by id: MSAs are low-pass, Convs and MLPs high-pass, and what that means for noise.
+
+    Args:
+        high_counts, variance_counts: :func:`direction_counts` of ΔlogA(π) and of feature-map variance.
+        growth: ``lib.analysis.variance.stage_growth`` of the ResNet.
+        outcomes: role → ``lib.analysis.robustness.noise_outcomes`` (``resnet``, ``vit``).
+        budget: ``lib.verdict.budget`` of the measurement.
+        share: Least share of a kind's units that must move in the claimed direction.
+        eps: The noise amplitude the robustness checks use.
+        high_bands, low_bands: Band centres (π) averaged for "high" and "low" frequency noise.
+        seed: Seed of the image bootstrap.
+    """
+    out = {}
+    for tag, statistic, counts in (("dlogA", "ΔlogA(π)", high_counts), ("variance", "feature-map variance", variance_counts)):
+        for role, kind, direction in DIRECTIONS:
+            value, n, units = _share(counts, role, kind, direction)
+            out[f"{tag}_{role}_{kind}"] = Check(
+                claim=f"{LABELS[role]}: {KIND_NAMES[kind]} units {direction} {statistic}",
+                statistic=f"share of {kind} units whose change in {statistic} is {'< 0' if direction == 'lower' else '> 0'} "
+                          f"(95 % CI) — {n} of {units}",
+                value=value, op=">=", threshold=share, budget=budget)
+    grows = growth["grows"].astype(bool)
+    out["variance_buildup_resnet"] = Check(
+        claim="ResNet: variance builds up within every stage",
+        statistic=f"share of stages whose last unit's variance exceeds the first shape-preserving unit's (95 % CIs apart) "
+                  f"— {int(grows.sum())} of {len(grows)}",
+        value=float(grows.mean()) if len(grows) else float("nan"), op=">=", threshold=1.0, budget=budget)
+    noise_budget = {**budget, "images": len(outcomes["resnet"]["clean"]), "eps": eps}
+    value, lo, hi = robustness.band_contrast(outcomes["vit"], outcomes["resnet"], list(high_bands), eps, seed=seed)
+    out["noise_high_vit_vs_resnet"] = Check(
+        claim="ViT is more robust than ResNet to high-frequency noise",
+        statistic=f"Δacc(ViT) − Δacc(ResNet), points, mean over f ∈ {list(high_bands)}π, ε = {eps:g}",
+        value=value, op=">", threshold=0.0, interval=(lo, hi), budget=noise_budget)
+    value, lo, hi = robustness.band_delta(outcomes["resnet"], list(high_bands), eps, seed=seed)
+    out["noise_high_hurts_resnet"] = Check(
+        claim="ResNet is hurt by high-frequency noise",
+        statistic=f"Δacc(ResNet), points, mean over f ∈ {list(high_bands)}π, ε = {eps:g}",
+        value=value, op="<", threshold=0.0, interval=(lo, hi), budget=noise_budget)
+    value, lo, hi = robustness.band_contrast(outcomes["resnet"], outcomes["vit"], list(low_bands), eps, seed=seed)
+    out["noise_low_vit_vs_resnet"] = Check(
+        claim="Low-frequency noise hurts ViT more than ResNet",
+        statistic=f"Δacc(ResNet) − Δacc(ViT), points, mean over f ∈ {list(low_bands)}π, ε = {eps:g}",
+        value=value, op=">", threshold=0.0, interval=(lo, hi), budget=noise_budget)
+    return out
