@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from lib.chapters import CAST, CHAPTER_RUNS  # noqa: F401  (the chapters call book.CAST)
+from lib.chapters import CHAPTER_RUNS
 from lib.paths import CHAPTERS, REPO, chapter_paths  # noqa: F401  (chapter_paths: part of this module's interface)
 BOOK_FILES = ("intro.md", "ledger.md", "bibliography.md", "references.bib", "_config.yml", "_toc.yml")
 def glue_values(prefix: str, values: dict) -> None:
