@@ -29,11 +29,15 @@ def glue_values(prefix: str, values: dict) -> None:
 
 
 def glue_checks(prefix: str, checks) -> None:
-    """``glue`` each check's numbers as ``<prefix>_<id>_value|lo|hi|verdict``, for prose (``checks``: id → check)."""
+    """``glue`` each check's numbers as ``<prefix>_<id>_value|lo|hi|verdict`` (``checks``: id → check), and the
+    counts ``<prefix>_checks``, ``_holding``, ``_inconclusive`` and ``_contradicted``, for prose."""
     for key, check in checks.items():
         lo, hi = check.interval if check.interval is not None else (float("nan"), float("nan"))
         glue_values(f"{prefix}_{key}", {"value": float(check.value), "lo": float(lo), "hi": float(hi),
-                                        "verdict": "holds" if check.holds else "does not hold"})
+                                        "verdict": check.outcome})
+    outcomes = [c.outcome for c in checks.values()]
+    glue_values(prefix, {"checks": len(outcomes), "holding": outcomes.count("holds"),
+                         "inconclusive": outcomes.count("inconclusive"), "contradicted": outcomes.count("contradicted")})
 
 
 def execute(notebook: Path, output: Path, *, profile: str, device: str = "auto", seed: int = 0,

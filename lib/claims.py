@@ -56,26 +56,31 @@ def paired_gaps(frame: pd.DataFrame, a: str = "alternet", b: str = "preresnet", 
     return pd.DataFrame(rows)
 
 
-def gap_outcome(gaps: pd.DataFrame, better: str = "AlterNet", worse: str = "its pre-activation CNN") -> str:
+def gap_outcome(gaps: pd.DataFrame, better: str = "AlterNet", worse: str = "its pre-activation CNN", *,
+                margin: float = 0.0) -> str:
     """One sentence on :func:`paired_gaps`' intervals: shown at least as accurate, shown less accurate, or neither.
 
-    A failed "≥ 0" check alone does not mean worse: only an interval wholly below 0 does.
+    "At least as accurate" allows ``better`` to trail by less than ``margin`` points (a
+    non-inferiority margin, 0 for superiority-or-equal): it is shown where the whole interval lies
+    at or above −margin, and "less accurate" only where the whole interval lies below −margin.
     """
     def at(rows) -> str:
         return ", ".join(percent(f) for f in rows["fraction"])
 
-    below, above = gaps[gaps["hi"] < 0], gaps[gaps["lo"] >= 0]
+    bound = f"−{margin:g} points" if margin else "0"
+    within = f" (within {margin:g} point{'' if margin == 1 else 's'})" if margin else ""
+    below, above = gaps[gaps["hi"] < -margin], gaps[gaps["lo"] >= -margin]
     if len(above) == len(gaps):
-        return f"{better} is at least as accurate as {worse} at every data fraction tested ({at(gaps)})."
+        return f"{better} is at least as accurate as {worse}{within} at every data fraction tested ({at(gaps)})."
     if not below.empty:
-        return f"{better} is less accurate than {worse} at {at(below)}: the whole interval lies below 0."
-    parts = [f"at {percent(g['fraction'])} the interval includes 0" for _, g in gaps[gaps["lo"] < 0].iterrows()]
+        return f"{better} is less accurate than {worse} at {at(below)}: the whole interval lies below {bound}."
+    parts = [f"at {percent(g['fraction'])} the interval reaches below {bound}" for _, g in gaps[gaps["lo"] < -margin].iterrows()]
     for _, g in gaps[gaps["lo"].isna()].iterrows():
         n = int(g["seeds"])
         parts.append(f"at {percent(g['fraction'])} there is no interval ({n} seed{'' if n == 1 else 's'})")
-    parts += [f"at {at(above)} it is at least as accurate"] if not above.empty else []
-    return (f"{better} is not shown to be at least as accurate as {worse} at every fraction, nor less accurate at "
-            f"any: {'; '.join(parts)}.")
+    parts += [f"at {at(above)} it is at least as accurate{within}"] if not above.empty else []
+    return (f"{better} is not shown to be at least as accurate as {worse}{within} at every fraction, nor less accurate "
+            f"at any: {'; '.join(parts)}.")
 
 
 def shortfalls(frame: pd.DataFrame, role: str = "vit", reference: str = "alternet") -> pd.DataFrame:

@@ -20,6 +20,8 @@ from lib.paths import REPO
 
 README = REPO / "README.md"
 START, END = "<!-- ledger:start -->", "<!-- ledger:end -->"
+# plain words in bold, not emoji: they read the same in every font
+MARKS = {"holds": "**holds**", "inconclusive": "inconclusive", "contradicted": "**contradicted**"}
 TITLES = {name: m.TITLE for name, m in chapters.SPECS.items()}  # each chapter's short name in the ledger
 
 
@@ -60,7 +62,7 @@ def rows(profile: str = "cpu") -> list[dict]:
             "statistic": r["statistic"],
             "value": value,
             "threshold": r["threshold"]["text"],
-            "holds": bool(r["holds"]),
+            "outcome": r.get("outcome") or ("holds" if r["holds"] else "contradicted"),  # schema < 3: two-way
             "budget": _budget(r["budget"] or {}),
         })
     return out
@@ -78,21 +80,30 @@ def render(profile: str = "cpu", *, links: bool = True) -> str:
     for r in ledger:
         title = TITLES.get(r["chapter"], r["chapter"])
         chapter = f"[{title}](chapters/{r['chapter']}.ipynb)" if links else title
-        mark = "✅ holds" if r["holds"] else "❌ does not hold"
+        mark = MARKS[r["outcome"]]
         lines.append("| " + " | ".join(_cell(c) for c in (chapter, r["claim"], r["statistic"], r["value"], r["threshold"],
                                                              mark, r["budget"])) + " |")
     if not ledger:
         lines.append("| – | no chapter has recorded a verdict yet | | | | | |")
-    held = sum(r["holds"] for r in ledger)
-    lines += ["", f"{held} of {len(ledger)} checks hold at the `{profile}` budget."]
+    lines += ["", headline(ledger, profile)]
     return "\n".join(lines) + "\n"
+
+
+def headline(ledger: list[dict], profile: str) -> str:
+    """``"a of n checks hold, b are inconclusive, c are contradicted at the `cpu` budget."``"""
+    count = {o: sum(r["outcome"] == o for r in ledger) for o in verdict.OUTCOMES}
+    return (f"{count['holds']} of {len(ledger)} checks hold, {count['inconclusive']} are inconclusive and "
+            f"{count['contradicted']} are contradicted at the `{profile}` budget.")
 
 
 INTRO = """# Claims ledger
 
 Every claim the chapters test, with the statistic and threshold each chapter stated before
-computing it, our measurement (95 % interval where there is one), and whether it holds. The
-table is generated from the chapters' verdict files; re-executing a chapter updates it.
+computing it, our measurement (95 % interval where there is one), and its verdict: *holds* (the
+value and its whole interval lie on the claimed side of the threshold), *contradicted* (all of it
+lies strictly on the other side) or *inconclusive* (it straddles or touches the threshold, or is
+undefined). The table is generated from the chapters' verdict files; re-executing a chapter
+updates it.
 
 """
 

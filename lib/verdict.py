@@ -2,10 +2,12 @@
 
 A chapter states every statistic and threshold in its prose first, then builds one
 :class:`Check` per claim from the measured numbers; whether it holds is decided here, by the
-comparison, never by hand. With a 95 % interval the whole interval must lie on the claimed side
-of the threshold. :func:`record` writes the chapter's checks to
+comparison, never by hand, and stated three ways: *holds* (the value and its whole 95 % interval
+lie on the claimed side of the threshold), *contradicted* (all of it lies strictly on the other
+side) or *inconclusive* (it straddles or touches the threshold, or a number is undefined); with
+each interval goes its resolution, the smallest effect it could tell from the threshold. :func:`record` writes the chapter's checks to
 ``data/results/<profile>/<chapter>.json`` in the book's one schema (id, claim, statistic,
-value, interval, threshold, holds, budget, provenance), which the claims ledger renders, and returns
+value, interval, threshold, outcome, resolution, budget, provenance), which the claims ledger renders, and returns
 the rounded table the chapter's last cell shows (and nbval compares).
 """
 
@@ -22,10 +24,12 @@ from torch import nn
 
 from lib import paths, runs, storage
 
-__all__ = ["OPS", "Check", "budget", "record", "results_path", "load"]
+__all__ = ["OPS", "OUTCOMES", "HOLDS", "INCONCLUSIVE", "CONTRADICTED", "Check", "budget", "record", "results_path", "load"]
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-SCHEMA = 2  # 2: each check carries its chapter's stable id
+HOLDS, INCONCLUSIVE, CONTRADICTED = "holds", "inconclusive", "contradicted"
+OUTCOMES = (HOLDS, INCONCLUSIVE, CONTRADICTED)
+SCHEMA = 3  # 2: each check carries its chapter's stable id; 3: and its three-way outcome and resolution
 
 
 @dataclass(frozen=True)
@@ -64,11 +68,36 @@ class Check:
                 raise ValueError(f"interval={self.interval!r} must be (lo, hi) with lo ≤ hi")
 
     @property
+    def outcome(self) -> str:
+        """``"holds"``, ``"contradicted"`` or ``"inconclusive"``, from the value and its interval.
+
+        *holds*: every point (the value and both ends of the interval, if any) satisfies the
+        comparison. *contradicted*: every point lies strictly on the other side of the threshold.
+        *inconclusive*: anything else: the interval straddles or touches the threshold, a point
+        value ties with it under a strict comparison, or a number is undefined (NaN).
+        """
+        points = [self.value] if self.interval is None else [self.value, *self.interval]
+        if any(math.isnan(p) for p in points):
+            return INCONCLUSIVE
+        if all(OPS[self.op](p, self.threshold) for p in points):
+            return HOLDS
+        other_side = operator.lt if self.op in (">", ">=") else operator.gt
+        if all(other_side(p, self.threshold) for p in points):
+            return CONTRADICTED
+        return INCONCLUSIVE
+
+    @property
     def holds(self) -> bool:
         """True when the value (and, if given, both ends of its interval) satisfy the comparison."""
-        compare = OPS[self.op]
-        points = [self.value] if self.interval is None else [self.value, *self.interval]
-        return all(not math.isnan(p) and compare(p, self.threshold) for p in points)
+        return self.outcome == HOLDS
+
+    @property
+    def resolution(self) -> float:
+        """Half the interval's width: effects smaller than this cannot be told from the threshold (NaN without one)."""
+        if self.interval is None:
+            return math.nan
+        lo, hi = self.interval
+        return (hi - lo) / 2
 
     @property
     def rule(self) -> str:
@@ -83,6 +112,8 @@ class Check:
             "interval": None if self.interval is None else [float(v) for v in self.interval],
             "threshold": {"op": self.op, "value": float(self.threshold), "text": self.rule},
             "holds": self.holds,
+            "outcome": self.outcome,
+            "resolution": None if self.interval is None else float(self.resolution),
             "note": self.note,
             "budget": self.budget,
         }
@@ -133,7 +164,7 @@ def record(chapter: str, profile: str, checks: Mapping[str, Check], *, digits: i
 
     Returns:
         One row per check: claim, statistic, value, 95 % interval, threshold, verdict
-        ("holds" / "does not hold"), rounded, free of timings (nbval compares it).
+        (holds / inconclusive / contradicted), rounded, free of timings (nbval compares it).
     """
     if not isinstance(checks, Mapping):
         raise TypeError(f"checks must map each check's id to it (a chapter spec's checks()), got {type(checks).__name__}")
@@ -161,7 +192,7 @@ def table(checks: Mapping[str, Check] | Iterable[Check], *, digits: int = 3) -> 
             "value": _fmt(c.value, digits),
             "95 % interval": "" if c.interval is None else f"[{_fmt(c.interval[0], digits)}, {_fmt(c.interval[1], digits)}]",
             "threshold": c.rule,
-            "verdict": ("holds" if c.holds else "does not hold") + (f" ({c.note})" if c.note else ""),
+            "verdict": c.outcome + (f" ({c.note})" if c.note else ""),
         })
     return pd.DataFrame(rows)
 

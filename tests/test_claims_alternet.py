@@ -136,8 +136,20 @@ def test_gap_outcome_separates_shown_better_shown_worse_and_undecided():
     worse = claims.gap_outcome(gaps((0.02, 3, -1.0, 2.0), (1.0, 2, -3.0, -0.5)))
     assert worse.startswith("AlterNet is less accurate") and "100 %" in worse and "2 %" not in worse
     open_ = claims.gap_outcome(gaps((0.02, 3, -1.0, 2.0), (0.1, 3, 0.5, 1.0), (1.0, 1, float("nan"), float("nan"))))
-    assert open_.startswith("AlterNet is not shown") and "at 2 % the interval includes 0" in open_
+    assert open_.startswith("AlterNet is not shown") and "at 2 % the interval reaches below 0" in open_
     assert "at 100 % there is no interval (1 seed)" in open_ and "at 10 % it is at least as accurate" in open_
+
+
+def test_gap_outcome_with_a_non_inferiority_margin():
+    def gaps(*rows):
+        return pd.DataFrame([{"fraction": f, "seeds": n, "lo": lo, "hi": hi} for f, n, lo, hi in rows])
+
+    within = claims.gap_outcome(gaps((0.02, 3, -0.9, 2.0), (1.0, 2, -1.0, 0.3)), margin=1.0)
+    assert within.startswith("AlterNet is at least as accurate as its pre-activation CNN (within 1 point)")
+    worse = claims.gap_outcome(gaps((0.02, 3, -1.0, 2.0), (1.0, 2, -3.0, -1.2)), margin=1.0)
+    assert worse.startswith("AlterNet is less accurate") and "below −1 points" in worse and "2 %" not in worse
+    undecided = claims.gap_outcome(gaps((0.02, 3, -1.4, 2.5), (1.0, 2, -0.5, -0.1)), margin=1.0)
+    assert "at 2 % the interval reaches below −1 points" in undecided and "at 100 % it is at least as accurate" in undecided
 
 
 def test_t_interval_of_identical_values_is_the_point_not_nan():

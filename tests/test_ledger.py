@@ -20,9 +20,9 @@ def test_one_row_per_recorded_check(tmp_path, monkeypatch):
     text = ledger.render("cpu")
     table = [line for line in text.splitlines() if line.startswith("| [")]
     assert len(table) == 3
-    assert "✅ holds" in table[0] and "1 [0.5, 1.5]" in table[0] and "m; 12 ep; data 10 %" in table[0]
-    assert "❌ does not hold" in table[1] and "C \\| pipe" in table[2]
-    assert "2 of 3 checks hold" in text
+    assert "**holds**" in table[0] and "1 [0.5, 1.5]" in table[0] and "m; 12 ep; data 10 %" in table[0]
+    assert "**contradicted**" in table[1] and "C \\| pipe" in table[2]
+    assert "2 of 3 checks hold, 0 are inconclusive and 1 are contradicted" in text
     written = ledger.write("cpu", root=tmp_path)
     assert written == [tmp_path / "ledger.md"] and ledger.write("cpu", root=tmp_path) == []
     json.loads((tmp_path / "cpu" / "98_a.json").read_text())

@@ -1,6 +1,7 @@
 """Verdicts are decided by the comparison and the interval, and written in the fixed schema."""
 
 import json
+import math
 
 import pytest
 
@@ -32,11 +33,13 @@ def test_record_writes_the_schema_and_returns_a_rounded_table(tmp_path, monkeypa
     }
     shown = verdict.record("99_test", "cpu", checks)
     assert shown["value"].tolist() == ["0.833", "-0.123"]
-    assert shown["verdict"].tolist() == ["holds", "does not hold"]
+    assert shown["verdict"].tolist() == ["holds", "inconclusive"]
     assert shown["95 % interval"].tolist() == ["", "[-0.2, 0.01]"]
     doc = json.loads((tmp_path / "cpu" / "99_test.json").read_text())
-    assert [c["id"] for c in doc["checks"]] == ["low_pass", "flatter"] and doc["schema"] == 2
-    assert set(doc["checks"][0]) == {"id", "claim", "statistic", "value", "interval", "threshold", "holds", "note", "budget"}
+    assert [c["id"] for c in doc["checks"]] == ["low_pass", "flatter"] and doc["schema"] == 3
+    assert set(doc["checks"][0]) == {"id", "claim", "statistic", "value", "interval", "threshold", "holds", "outcome",
+                                     "resolution", "note", "budget"}
+    assert doc["checks"][1]["outcome"] == "inconclusive" and doc["checks"][1]["resolution"] == pytest.approx(0.105)
     assert doc["checks"][1]["interval"] == [-0.2, 0.01] and doc["checks"][1]["holds"] is False
     assert {"git_sha", "data_source", "versions", "cpu"} <= set(doc["provenance"])
     ledger = verdict.load("cpu")
@@ -53,3 +56,40 @@ def test_record_needs_checks_keyed_by_id(tmp_path, monkeypatch):
 
 def test_an_undefined_interval_never_holds():
     assert not verdict.Check("c", "s", 0.3, ">", 0.0, interval=(float("nan"), float("nan"))).holds
+
+
+@pytest.mark.parametrize("op, threshold, value, interval, expected", [
+    # an interval wholly on the claimed side, wholly on the other, straddling
+    (">", 0.0, 1.0, (0.5, 1.5), "holds"),
+    (">", 0.0, -1.0, (-1.5, -0.5), "contradicted"),
+    (">", 0.0, 0.2, (-0.5, 0.9), "inconclusive"),
+    ("<", 0.0, -1.0, (-1.5, -0.5), "holds"),
+    ("<", 0.0, 1.0, (0.5, 1.5), "contradicted"),
+    # an interval touching the threshold: a strict claim is not shown, nor contradicted
+    (">", 0.0, 0.5, (0.0, 1.0), "inconclusive"),
+    (">", 0.0, -0.5, (-1.0, 0.0), "inconclusive"),
+    (">=", 0.0, 0.5, (0.0, 1.0), "holds"),
+    ("<=", 0.02, 0.0, (-0.1, 0.02), "holds"),
+    # a non-inferiority margin: the interval may include 0 but not reach below −margin
+    (">=", -1.0, -0.25, (-0.76, 0.26), "holds"),
+    (">=", -1.0, 0.5, (-1.45, 2.5), "inconclusive"),
+    (">=", -1.0, -2.0, (-3.0, -1.2), "contradicted"),
+    # point values: a tie under a strict comparison is reported as inconclusive, not as either side
+    (">", 0.0, 0.0, None, "inconclusive"),
+    (">=", 0.75, 0.75, None, "holds"),
+    (">=", 0.75, 0.5, None, "contradicted"),
+    ("<", 0.0, -3.63, None, "holds"),
+    # undefined numbers decide nothing
+    (">", 0.0, float("nan"), None, "inconclusive"),
+    (">", 0.0, 1.0, (float("nan"), float("nan")), "inconclusive"),
+    ("<", 0.0, -1.0, (-2.0, float("nan")), "inconclusive"),
+])
+def test_three_way_outcome_on_ties_borderline_intervals_each_side_and_nan(op, threshold, value, interval, expected):
+    check = verdict.Check("c", "s", value, op, threshold, interval=interval)
+    assert check.outcome == expected
+    assert check.holds == (expected == "holds")
+
+
+def test_resolution_is_half_the_interval():
+    assert verdict.Check("c", "s", 0.0, ">", 0.0, interval=(-1.0, 3.0)).resolution == 2.0
+    assert math.isnan(verdict.Check("c", "s", 0.0, ">", 0.0).resolution)
