@@ -40,6 +40,16 @@ def glue_checks(prefix: str, checks) -> None:
                          "inconclusive": outcomes.count("inconclusive"), "contradicted": outcomes.count("contradicted")})
 
 
+def glue_glance(prefix: str, spec, checks) -> None:
+    """``glue`` the chapter's verdict box as ``<prefix>_glance`` (HTML), for the top of its page."""
+    from IPython.display import HTML
+    from myst_nb import glue
+
+    from lib import verdict
+
+    glue(f"{prefix}_glance", HTML(verdict.glance(checks, spec.PARTS, claim=spec.CLAIM, scope=spec.SCOPE)), display=False)
+
+
 def execute(notebook: Path, output: Path, *, profile: str, device: str = "auto", seed: int = 0,
             recompute: bool = False) -> float:
     """Execute one chapter with papermill; return its wall time in seconds.

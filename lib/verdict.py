@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +24,13 @@ from torch import nn
 
 from lib import paths, runs, storage
 
-__all__ = ["OPS", "OUTCOMES", "HOLDS", "INCONCLUSIVE", "CONTRADICTED", "Check", "budget", "record", "results_path", "load"]
+__all__ = ["OPS", "OUTCOMES", "HOLDS", "INCONCLUSIVE", "CONTRADICTED", "Check", "Part", "budget", "record", "results_path", "load",
+           "load_parts", "glance", "badge"]
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 HOLDS, INCONCLUSIVE, CONTRADICTED = "holds", "inconclusive", "contradicted"
 OUTCOMES = (HOLDS, INCONCLUSIVE, CONTRADICTED)
-SCHEMA = 3  # 2: each check carries its chapter's stable id; 3: and its three-way outcome and resolution
+SCHEMA = 3  # 2: each check carries its chapter's stable id; 3: its three-way outcome and resolution, and the claim's parts
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,38 @@ class Check:
         }
 
 
+@dataclass(frozen=True)
+class Part:
+    """One part of the paper's claim, as a chapter states it, and the checks that decide it.
+
+    Attributes:
+        text: The paper's statement, in a sentence.
+        figure: Where the paper shows it (e.g. ``"Fig 4"``).
+        decide: Ids of the checks that decide the part: the paper's measurement where we can make it.
+        ours: Ids of our stricter or extra variants, shown beside it but not deciding it (an id a
+            profile does not produce, e.g. a middle data fraction, is left out).
+    """
+
+    text: str
+    figure: str
+    decide: tuple[str, ...]
+    ours: tuple[str, ...] = ()
+
+    def outcome(self, checks: Mapping[str, Check]) -> str:
+        """*holds* when every deciding check holds, *contradicted* when any is contradicted, else *inconclusive*."""
+        missing = [key for key in self.decide if key not in checks]
+        if missing or not self.decide:
+            raise ValueError(f"part {self.text!r}: deciding checks {missing or '(none)'} not among {sorted(checks)}")
+        outcomes = [checks[key].outcome for key in self.decide]
+        if all(o == HOLDS for o in outcomes):
+            return HOLDS
+        return CONTRADICTED if CONTRADICTED in outcomes else INCONCLUSIVE
+
+    def row(self, checks: Mapping[str, Check]) -> dict:
+        return {"text": self.text, "figure": self.figure, "outcome": self.outcome(checks), "decide": list(self.decide),
+                "ours": [key for key in self.ours if key in checks]}
+
+
 def budget(*models: nn.Module, images: int | None = None, **extra) -> dict:
     """What a result was measured on, from the models' training records.
 
@@ -152,13 +185,16 @@ def results_path(chapter: str, profile: str) -> Path:
     return paths.results_root(profile) / f"{chapter}.json"
 
 
-def record(chapter: str, profile: str, checks: Mapping[str, Check], *, digits: int = 3, **provenance) -> pd.DataFrame:
+def record(chapter: str, profile: str, checks: Mapping[str, Check], *, parts: Sequence[Part] = (), digits: int = 3,
+           **provenance) -> pd.DataFrame:
     """Write the chapter's verdict file and return its table for display.
 
     Args:
         chapter: The chapter's stem.
         profile: The profile it ran under.
         checks: Stable id → check, in the order the chapter tests them (its spec's ``checks``).
+        parts: The parts of the paper's claim (its spec's ``PARTS``), each decided by some checks;
+            every check must belong to one part, as deciding or as ours.
         digits: Significant digits shown (the JSON keeps full precision).
         provenance: Extra provenance (e.g. ``analysis_seconds``).
 
@@ -170,12 +206,18 @@ def record(chapter: str, profile: str, checks: Mapping[str, Check], *, digits: i
         raise TypeError(f"checks must map each check's id to it (a chapter spec's checks()), got {type(checks).__name__}")
     if not checks:
         raise ValueError("a verdict needs at least one check")
+    if parts:
+        claimed = [key for p in parts for key in (*p.decide, *p.ours) if key in checks]
+        stray, twice = set(checks) - set(claimed), {key for key in claimed if claimed.count(key) > 1}
+        if stray or twice:
+            raise ValueError(f"each check belongs to exactly one part: not in any {sorted(stray)}, in several {sorted(twice)}")
     dataset = "cifar10"
     document = {
         "schema": SCHEMA,
         "chapter": chapter,
         "profile": profile,
         "checks": [{"id": key, **c.row()} for key, c in checks.items()],
+        "parts": [p.row(checks) for p in parts],
         "provenance": runs.provenance(dataset, **provenance),
     }
     storage.save_json(document, results_path(chapter, profile))
@@ -208,6 +250,16 @@ def load(profile: str = "cpu") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def load_parts(profile: str = "cpu") -> list[dict]:
+    """Every recorded part of a paper's claim under ``profile``, with its chapter, in the chapters' order."""
+    folder = results_path("x", profile).parent
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        doc = storage.load_json(path, rebuild_hint=f"Re-execute chapter {path.stem} to rewrite it.")
+        out += [{"chapter": doc["chapter"], **part} for part in doc.get("parts", [])]
+    return out
+
+
 def _fmt(x: float, digits: int = 3) -> str:
     if isinstance(x, bool) or x is None:
         return str(x)
@@ -219,3 +271,37 @@ def _fmt(x: float, digits: int = 3) -> str:
         return "0"
     text = f"{x:.{digits}g}"
     return text.replace("e-0", "e-").replace("e+0", "e")
+
+
+COLOURS = {HOLDS: "#1a7f37", INCONCLUSIVE: "#9a6700", CONTRADICTED: "#cf222e"}  # green, amber, red: readable on white
+
+
+def badge(outcome: str) -> str:
+    """The outcome as a coloured word (HTML): the word itself carries the meaning, the colour only helps."""
+    return (f'<span class="verdict-{outcome}" style="background:{COLOURS[outcome]};color:#fff;padding:0.05em 0.45em;'
+            f'border-radius:0.25em;font-weight:600;white-space:nowrap">{outcome}</span>')
+
+
+def glance(checks: Mapping[str, Check], parts: Sequence[Part], *, claim: str, scope: str, digits: int = 3) -> str:
+    """The verdict box a chapter opens with (HTML): the paper's claim, each part's verdict with its deciding
+    numbers, and one sentence on what the budget can and cannot show."""
+    import html
+
+    rows = []
+    for part in parts:
+        numbers = "; ".join(
+            _fmt(checks[k].value, digits) + ("" if checks[k].interval is None else
+                                              f" [{_fmt(checks[k].interval[0], digits)}, {_fmt(checks[k].interval[1], digits)}]")
+            for k in part.decide)
+        beside = len([k for k in part.ours if k in checks])
+        extra = f"; {beside} more of ours beside it" if beside else ""
+        rows.append(f'<tr><td style="padding:0.2em 0.6em 0.2em 0;vertical-align:top;width:7.5em">{badge(part.outcome(checks))}</td>'
+                    f'<td style="padding:0.2em 0">{html.escape(part.text)} <span style="color:#555">({html.escape(part.figure)}; '
+                    f'measured: {html.escape(numbers)}{extra})</span></td></tr>')
+    outcomes = [p.outcome(checks) for p in parts]
+    counts = ", ".join(f"{outcomes.count(o)} {o}" for o in OUTCOMES)
+    return (f'<div class="verdict-glance" style="border:1px solid #bbb;border-radius:0.4em;padding:0.6em 1em;margin:0.6em 0 1em 0">'
+            f'<p style="margin:0 0 0.3em 0"><strong>The paper\'s claim:</strong> {html.escape(claim)}</p>'
+            f'<p style="margin:0 0 0.3em 0"><strong>Our verdict, part by part</strong> ({counts}):</p>'
+            f'<table style="border-collapse:collapse;margin:0 0 0.4em 0;width:100%">{"".join(rows)}</table>'
+            f'<p style="margin:0;color:#333"><strong>What this budget can show:</strong> {html.escape(scope)}</p></div>')

@@ -93,3 +93,49 @@ def test_three_way_outcome_on_ties_borderline_intervals_each_side_and_nan(op, th
 def test_resolution_is_half_the_interval():
     assert verdict.Check("c", "s", 0.0, ">", 0.0, interval=(-1.0, 3.0)).resolution == 2.0
     assert math.isnan(verdict.Check("c", "s", 0.0, ">", 0.0).resolution)
+
+
+def _checks(*outcomes):
+    """Checks with the given outcomes, ids a, b, c … (a point value above, below or tied with 0)."""
+    value = {"holds": 1.0, "contradicted": -1.0, "inconclusive": 0.0}
+    return {chr(97 + i): verdict.Check("c", "s", value[o], ">", 0.0) for i, o in enumerate(outcomes)}
+
+
+@pytest.mark.parametrize("outcomes, expected", [
+    (("holds", "holds"), "holds"),
+    (("holds", "inconclusive"), "inconclusive"),
+    (("holds", "contradicted"), "contradicted"),
+    (("inconclusive", "contradicted"), "contradicted"),
+    (("inconclusive",), "inconclusive"),
+])
+def test_a_part_holds_only_when_every_deciding_check_holds(outcomes, expected):
+    checks = _checks(*outcomes)
+    assert verdict.Part("p", "Fig 1", decide=tuple(checks)).outcome(checks) == expected
+
+
+def test_checks_of_ours_do_not_decide_a_part():
+    checks = _checks("holds", "contradicted")
+    assert verdict.Part("p", "Fig 1", decide=("a",), ours=("b", "z")).outcome(checks) == "holds"
+    assert verdict.Part("p", "Fig 1", decide=("a",), ours=("b", "z")).row(checks)["ours"] == ["b"]  # z: not produced
+    with pytest.raises(ValueError, match="deciding checks"):
+        verdict.Part("p", "Fig 1", decide=("z",)).outcome(checks)
+
+
+def test_record_needs_every_check_in_exactly_one_part(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    checks = _checks("holds", "holds")
+    with pytest.raises(ValueError, match=r"not in any \['b'\]"):
+        verdict.record("99_test", "cpu", checks, parts=[verdict.Part("p", "Fig 1", decide=("a",))])
+    with pytest.raises(ValueError, match=r"in several \['a'\]"):
+        verdict.record("99_test", "cpu", checks, parts=[verdict.Part("p", "F", decide=("a", "b")), verdict.Part("q", "F", decide=("a",))])
+    verdict.record("99_test", "cpu", checks, parts=[verdict.Part("p", "Fig 1", decide=("a",), ours=("b",))])
+    assert verdict.load_parts("cpu") == [{"chapter": "99_test", "text": "p", "figure": "Fig 1", "outcome": "holds",
+                                          "decide": ["a"], "ours": ["b"]}]
+
+
+def test_the_glance_box_names_each_part_and_its_verdict_in_words():
+    checks = _checks("holds", "contradicted")
+    box = verdict.glance(checks, [verdict.Part("Part one", "Fig 1", decide=("a",)), verdict.Part("Part two", "Fig 2", decide=("b",))],
+                         claim="The claim.", scope="One seed.")
+    assert "The claim." in box and "One seed." in box and "1 holds, 0 inconclusive, 1 contradicted" in box
+    assert box.index("Part one") < box.index("Part two") and ">holds</span>" in box and ">contradicted</span>" in box

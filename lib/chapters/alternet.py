@@ -14,7 +14,7 @@ from lib.chapters.flat_losses import ACCURACY_DROP, K  # K: top eigenvalues per 
 from lib.chapters.low_pass import FREQUENCIES, HIGH_BANDS, VERDICT_EPS
 from lib.chapters.base import Request, Sweep
 from lib.claims import T_LEVEL, paired_gaps, percent, shortfalls, sweep_budget
-from lib.verdict import Check, budget
+from lib.verdict import Check, Part, budget
 
 CHAPTER = "04_alternet"
 TITLE = "4 · AlterNet"
@@ -57,6 +57,19 @@ PAPER_BUILD_UP = (
 # before any run was measured. The interval must lie wholly at or above −MARGIN.
 MARGIN = ACCURACY_DROP
 EPS = VERDICT_EPS  # Chapter 2's noise check (its ε, bands and frequencies), on AlterNet and its CNN
+
+CLAIM = "AlterNet, a CNN whose stage-end blocks are MSAs, beats the CNN on small and large data."
+SCOPE = ("CIFAR-10 fractions stand in for small and large data (the paper: CIFAR-100 and ImageNet); 12 epochs, "
+         "3 seeds on 2 % and 10 %, 2 on 100 %, so a t-interval over seeds is wide; the build-up is one seed.")
+PARTS = (
+    Part("AlterNet is at least as accurate as its CNN on small data", "poster Fig 8b",
+         decide=("as_accurate_smallest",), ours=("as_accurate_mid1", "as_accurate_mid2")),
+    Part("AlterNet is at least as accurate as its CNN on large data", "Fig 12", decide=("as_accurate_largest",)),
+    Part("ViT falls behind most on small data", "poster Fig 1b", decide=("vit_shortfall",)),
+    Part("Adding MSAs at the ends of stages helps", "poster Fig 8b", decide=("build_up",)),
+    Part("AlterNet's loss is flatter than its CNN's", "poster Fig 8d", decide=("flatter_warmup",), ours=("flatter_final",)),
+    Part("AlterNet is more robust than its CNN", "poster Fig 8c", decide=("noise_high",)),
+)
 
 
 def sweep(profile: str) -> Sweep:

@@ -13,7 +13,7 @@ from lib import profiles
 from lib.analysis import fourier, robustness
 from lib.chapters.base import CAST, Request
 from lib.profiles import ROLE_LABELS as LABELS
-from lib.verdict import Check
+from lib.verdict import Check, Part
 
 CHAPTER = "02_low_pass_msa"
 TITLE = "2 · low-pass MSAs"
@@ -32,6 +32,23 @@ NOISE_EPS = (0.05, 0.1, 0.2, 0.7)  # band-noise amplitudes, normalised units, fi
 VERDICT_EPS = 0.7  # the one the checks use: the authors' pseudo-code default (methods appendix §8)
 HIGH_BANDS = (0.7, 0.8, 0.9)  # band centres (π) averaged for "high-frequency" noise
 LOW_BANDS = (0.1, 0.2, 0.3)  # and for "low-frequency" noise
+
+CLAIM = "MSAs are low-pass filters and Convs are high-pass filters."
+SCOPE = ("The cast trains for 12 epochs on CIFAR-10, one seed each; every unit's effect is measured on the whole "
+         "test set in eval mode (the paper: one image, train mode), and the noise checks use 2,000 test images.")
+PARTS = (
+    Part("MSAs lower the high-frequency amplitude of feature maps", "Figs 2a, 8",
+         decide=("dlogA_vit_msa", "dlogA_alternet_msa")),
+    Part("Convs and MLPs raise the high-frequency amplitude", "Figs 2a, 8",
+         decide=("dlogA_resnet_conv", "dlogA_alternet_conv", "dlogA_vit_mlp")),
+    Part("MSAs reduce the variance of feature maps", "Fig 9", decide=("variance_vit_msa", "variance_alternet_msa")),
+    # the ResNet's build-up is decided in Chapter 3, where the paper makes it; shown here as ours
+    Part("Convs and MLPs raise the variance of feature maps", "Fig 9",
+         decide=("variance_resnet_conv", "variance_alternet_conv", "variance_vit_mlp"), ours=("variance_buildup_resnet",)),
+    Part("ViT is robust to high-frequency noise, which hurts ResNet", "Fig 2b",
+         decide=("noise_high_vit_vs_resnet",), ours=("noise_high_hurts_resnet",)),
+    Part("Low-frequency noise hurts ViT more than ResNet", "Fig 2b", decide=("noise_low_vit_vs_resnet",)),
+)
 
 
 def methods(profile: str = "cpu") -> list[tuple[str, str, str]]:

@@ -13,7 +13,7 @@ import pandas as pd
 from lib import profiles
 from lib.chapters.base import CAST, Request
 from lib.profiles import ROLE_LABELS
-from lib.verdict import Check
+from lib.verdict import Check, Part
 
 CHAPTER = "03_stages_in_series"
 TITLE = "3 · stages in series"
@@ -22,6 +22,20 @@ RUNS = tuple(Request(role, role) for role in CAST)
 
 START_SHARE = 0.75  # least share of ResNet stages whose start unit costs most when removed
 EVERY = 1.0  # least share of stages (boundaries) where the variance builds up (falls back): all
+
+CLAIM = "Multi-stage networks behave like a series of small models, and MSAs at the end of a stage matter most."
+SCOPE = ("The cast trains for 12 epochs on CIFAR-10, one seed each; lesions and variances on the whole test set, "
+         "CKA on 2,000 test images; the paper's lesion figure is a Swin on CIFAR-100.")
+PARTS = (
+    Part("In a CNN, the unit at the start of a stage matters most", "Fig 10",
+         decide=("lesion_start_resnet",), ours=("start_costliest_resnet",)),
+    Part("With MSAs at the ends of stages, those MSAs matter most", "Fig 10",
+         decide=("lesion_end_msa_alternet",), ours=("lesion_middle_msa_vit",)),
+    Part("Unit outputs form one similarity (CKA) block per stage", "Fig 10",
+         decide=("cka_blocks_resnet", "cka_blocks_alternet"), ours=("cka_blocks_matched_resnet", "cka_blocks_matched_alternet")),
+    Part("Feature-map variance builds up within a stage and falls back at the start of the next", "Fig 9",
+         decide=("variance_buildup_resnet", "variance_reset_resnet", "variance_buildup_alternet", "variance_reset_alternet")),
+)
 
 # the lesion contrasts the chapter tests: (id, role, contrast of lib.analysis.stages.lesion_contrasts, claim)
 LESION_CONTRASTS = (
