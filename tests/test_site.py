@@ -3,8 +3,11 @@
 Serves ``_build/html`` on a free localhost port and opens every page listed in ``_toc.yml`` (so a
 new chapter is covered as soon as it is in the table of contents). Each page must have its first
 heading in its title, and every image of its content must have loaded; the ledger page must have
-one table row per check in ``data/results/cpu/*.json``, each chapter link leading to a page of
-the book. A screenshot of the front page is saved to ``_build/screenshots/front.png``.
+one row per part of the paper's claims and, folded under each chapter, one per check in
+``data/results/cpu/*.json``, each chapter link leading to a page of the book. Every page is read
+as a reader would: a full-page screenshot under ``_build/screenshots/``, no table cell cut short,
+no machine path, a chapter's verdict box near its top, and every figure as wide as the content
+column. A screenshot of the front page is saved to ``_build/screenshots/front.png``.
 
 Needs the site built first (``jupyter-book build .``) and Debian's Chromium and its driver
 (``apt-get install -y chromium chromium-driver``). It is the last stage of ``make test``
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -163,10 +167,10 @@ def test_front_page_redirects_to_the_root_page_and_is_screenshotted(browser, bas
     assert SCREENSHOT.stat().st_size > 10_000, f"{SCREENSHOT} is suspiciously small"
 
 
-def test_ledger_page_has_one_row_per_check(browser, base_url):
+def test_ledger_page_has_one_row_per_part_and_every_check_underneath(browser, base_url):
     page = "ledger.html"
     assert page in PAGES, "the ledger page is not in _toc.yml"
-    checks = verdict.load("cpu")
+    checks, parts = verdict.load("cpu"), verdict.load_parts("cpu")
     _open(browser, urljoin(base_url, page))
     tables = browser.execute_script("""
         return [...document.querySelectorAll('article table')].map(t => ({
@@ -174,13 +178,54 @@ def test_ledger_page_has_one_row_per_check(browser, base_url):
             rows: [...t.querySelectorAll('tbody tr')].map(tr => tr.textContent.trim()),
             links: [...t.querySelectorAll('tbody a[href]')].map(a => a.href)}));
     """)
-    ledger = [t for t in tables if "verdict" in t["head"] and "claim" in t["head"]]
-    assert len(ledger) == 1, f"expected one ledger table (with 'claim' and 'verdict' columns), found {len(ledger)}"
-    rows, links = ledger[0]["rows"], ledger[0]["links"]
-    if len(checks):
-        assert len(rows) == len(checks), f"ledger table has {len(rows)} rows; data/results/cpu has {len(checks)} checks"
-    else:
-        assert len(rows) == 1 and "no chapter" in rows[0], "with no verdicts the ledger says so in a single row"
+    by_part = [t for t in tables if "verdict" in t["head"] and any(h.endswith("claim, in parts") for h in t["head"])]
+    by_check = [t for t in tables if "verdict" in t["head"] and "check" in t["head"]]
+    assert len(by_part) == 1, f"expected one table of the claims' parts, found {len(by_part)}"
+    assert len(by_part[0]["rows"]) == len(parts), f"{len(by_part[0]['rows'])} part rows; the verdict files have {len(parts)}"
+    assert sum(len(t["rows"]) for t in by_check) == len(checks), "the chapters' check tables miss or repeat checks"
     pages = {urljoin(base_url, p) for p in PAGES}
-    stray = sorted({link.split("#")[0] for link in links} - pages)
+    stray = sorted({link.split("#")[0] for link in by_part[0]["links"]} - pages)
     assert not stray, f"ledger links to pages that are not chapters of the book: {stray}"
+
+
+# ------------------------------------------------------------------ what a reader sees on every page
+
+SHOTS = REPO / "_build" / "screenshots"
+MACHINE_PATH = re.compile(r"(?<![\w.])(/home/|/Users/|/work/|/root/|/tmp/|[A-Z]:\\Users)")
+VERDICT_PAGES = [p for p in PAGES if re.match(r"chapters/0[1-9]_", p)]  # the chapters that end in a verdict
+TOP = 1200  # px from the top of the page within which a chapter's verdict box must start (below the title)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_reads_at_a_glance(browser, base_url, page):
+    """Full-page screenshot; no truncated table cell; no machine path; the verdict box near the top of a
+    chapter; every figure at least as wide as the content column (at a 1280-px window)."""
+    _open(browser, urljoin(base_url, page))
+    _images(browser)
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, min(max(height, 1000), 30000))
+    try:
+        shot = SHOTS / (page.replace("/", "_").removesuffix(".html") + ".png")
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        assert browser.save_screenshot(str(shot)), f"{page}: the screenshot was not written"
+        cut = browser.execute_script("""
+            return [...document.querySelectorAll('article td, article th')].map(c => c.textContent.trim())
+                   .filter(t => t.endsWith('…') || t.endsWith('...'));""")
+        assert not cut, f"{page}: table cells cut short: {cut[:5]}"
+        found = MACHINE_PATH.findall(browser.page_source)
+        assert not found, f"{page}: machine paths in the HTML: {sorted(set(found))}"
+        if page in VERDICT_PAGES:
+            top = browser.execute_script("""
+                const box = document.querySelector('article .verdict-glance');
+                return box ? box.getBoundingClientRect().top + window.scrollY : null;""")
+            assert top is not None, f"{page}: no verdict box (.verdict-glance)"
+            assert top < TOP, f"{page}: the verdict box starts {top:.0f} px down the page (at most {TOP})"
+        narrow = browser.execute_script("""
+            const article = document.querySelector('article'), style = getComputedStyle(article);
+            const column = article.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+            return [...document.querySelectorAll('article figure img, article .cell_output img')]
+                   .filter(img => img.getBoundingClientRect().width < 0.95 * column)
+                   .map(img => [img.getAttribute('src'), Math.round(img.getBoundingClientRect().width), Math.round(column)]);""")
+        assert not narrow, f"{page}: figures narrower than the content column (src, px, column px): {narrow}"
+    finally:
+        browser.set_window_size(1280, 1000)

@@ -18,14 +18,17 @@ if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.b
         matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import seaborn as sns
 
 from lib.models.units import KIND_LABELS  # noqa: F401  (re-exported: lib.plots.KIND_LABELS)
 from lib.profiles import ROLE_LABELS as LABELS  # noqa: F401  (re-exported: lib.plots.LABELS)
 
 sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
+pd.set_option("display.max_colwidth", None)  # tables show whole cells: no claim or model cut at 50 characters
 
 COLORS = {"resnet": "#1f77b4", "vit": "#ff7f0e", "alternet": "#2ca02c", "preresnet": "#7f7f7f"}
+DPI = 160  # figures are drawn wider than the content column (740 px) and scaled down to it by _static/figures.css
 MSA_SHADE = "#d9d9d9"  # background of MSA units in by-depth figures
 KIND_MARKERS = {"stem": "s", "conv": "o", "msa": "D", "mlp": "^"}
 
@@ -41,6 +44,6 @@ def glue_figure(name: str, fig: plt.Figure) -> None:
     from myst_nb import glue
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     glue(name, Image(buffer.getvalue()), display=False)
