@@ -141,10 +141,22 @@ def differences_markdown(profile: str = "cpu") -> str:
     return "\n".join(lines) + "\n"
 
 
+def chance(checks: list[dict]) -> str:
+    """How many "holds" chance alone would give: each check decided by a 95 % interval holds by chance with
+    probability at most 2.5 % when there is no effect (one side of a two-sided interval)."""
+    with_interval = sum(r["value"].endswith("]") for r in checks)
+    return (f"**Multiple comparisons.** The book makes {len(checks)} checks. {with_interval} are decided by a 95 % "
+            f"interval; if none of those effects existed, each would still hold with probability at most 2.5 % "
+            f"(one side of the interval), so about {0.025 * with_interval:.1f} of them could hold by chance alone. "
+            f"The intervals are not widened for the number of checks, and the per-unit counts of Chapter 2 and "
+            f"the per-stage counts of Chapter 3 count units whose own 95 % interval excludes zero, one by one, "
+            f"without a correction for the number of units; read a part that holds by one check with that in mind.\n")
+
+
 def page(profile: str = "cpu") -> str:
     """The website's ledger page: the claims, then how our budget and methods differ from the paper's."""
-    return (INTRO + render(profile) + f"\n## How the `{profile}` budget differs from the paper\n\n"
-            + differences_markdown(profile))
+    return (INTRO + render(profile) + "\n" + chance(rows(profile))
+            + f"\n## How the `{profile}` budget differs from the paper\n\n" + differences_markdown(profile))
 
 
 def write(profile: str = "cpu", root: Path = REPO) -> list[Path]:

@@ -34,3 +34,9 @@ def test_one_row_per_part_and_every_check_folded_under_its_chapter(tmp_path, mon
     written = ledger.write("cpu", root=tmp_path)
     assert written == [tmp_path / "ledger.md"] and ledger.write("cpu", root=tmp_path) == []
     json.loads((tmp_path / "cpu" / "98_a.json").read_text())
+
+
+def test_the_ledger_says_how_many_holds_chance_could_give():
+    rows = [{"value": "1 [0.5, 1.5]"}, {"value": "2 [1, 3]"}, {"value": "0.75"}, {"value": "-1 [-2, -0.5]"}]
+    text = ledger.chance(rows)
+    assert "makes 4 checks. 3 are decided by a 95 % interval" in text and "about 0.1 of them" in text
