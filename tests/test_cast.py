@@ -6,8 +6,9 @@ one checkpoint, the cast's ResNet, is also scored on the whole test set against 
 end to end. Scoring all 10,000 images for every checkpoint took 955 s of the unit-test stage on a
 2-core AVX2 CPU.
 
-Re-record after retraining a run (the file names the run's full-test accuracy, so a stale
-entry is caught): ``python tests/test_cast.py --record``.
+The cast's replicate seeds (``lib.chapters.SEED_RUNS``) are scored the same way once committed.
+Record a new or retrained run (the file names each run's full-test accuracy, so a stale entry
+is caught): ``python tests/test_cast.py --record`` (``--all`` re-scores every run).
 """
 
 import json
@@ -31,6 +32,9 @@ for _chapter, _wanted in chapters.CHAPTER_RUNS.items():
         _key = tuple(sorted(item for item in _run.items() if item != ("at", "final")))  # "final" is the default
         _BY_RUN.setdefault(_key, []).append(_chapter)
 RUNS = [("+".join(names), dict(items)) for items, names in _BY_RUN.items()]
+# the cast's replicate seeds, once committed (until then ``python -m lib.runs list`` shows what is missing)
+RUNS += [("seeds", run) for run in chapters.SEED_RUNS
+         if (runs.run_dir(run["role"], "cpu", seed=run["seed"]) / "final.safetensors").exists()]
 
 
 def _id(run: dict) -> str:
@@ -85,15 +89,18 @@ def test_the_cast_resnet_reproduces_its_recorded_whole_test_set_metrics(monkeypa
     assert measured["nll"] == pytest.approx(model.book_run["test"]["final"]["nll"], rel=1e-3)
 
 
-def _record() -> None:
-    """Score every checkpoint the chapters load on the subset and write ``tests/data/cast_scores.json``."""
+def _record(everything: bool = False) -> None:
+    """Score the checkpoints with no (or a stale) entry on the subset, or ``everything``, into ``tests/data/cast_scores.json``."""
     images, labels = runs.test_set("cpu", limit=SUBSET)
-    out = {}
+    out = {} if everything or not SCORES.exists() else json.loads(SCORES.read_text())
     for _, run in RUNS:
         if run.get("at") == "init":
             continue
         kwargs = dict(run)
         model = runs.trained(kwargs.pop("role"), "cpu", **kwargs)
+        entry = out.get(_id(run))
+        if entry and entry["full_test_accuracy"] == model.book_run["test"][run.get("at", "final")]["accuracy"]:
+            continue
         scores = _score(model, images, labels)
         out[_id(run)] = {"accuracy": scores["accuracy"], "nll": scores["nll"], "images": len(images),
                          "full_test_accuracy": model.book_run["test"][run.get("at", "final")]["accuracy"]}
@@ -103,6 +110,6 @@ def _record() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--record"]:
-        raise SystemExit("usage: python tests/test_cast.py --record")
-    _record()
+    if sys.argv[1:] not in (["--record"], ["--record", "--all"]):
+        raise SystemExit("usage: python tests/test_cast.py --record [--all]  (new or retrained runs; --all: every run)")
+    _record(everything=sys.argv[2:] == ["--all"])

@@ -17,9 +17,9 @@ from pathlib import Path
 from types import ModuleType
 
 from lib.chapters import alternet, cast, flat_losses, low_pass, stages
-from lib.chapters.base import CAST, Request, Sweep, load_runs
+from lib.chapters.base import CAST, SEEDS, Request, Sweep, load_runs
 
-__all__ = ["CAST", "Request", "Sweep", "SPECS", "CHAPTER_RUNS", "spec", "load_runs", "loaded_folders"]
+__all__ = ["CAST", "SEEDS", "SEED_RUNS", "Request", "Sweep", "SPECS", "CHAPTER_RUNS", "spec", "load_runs", "loaded_folders"]
 
 SPECS: dict[str, ModuleType] = {m.CHAPTER: m for m in (cast, flat_losses, low_pass, stages, alternet)}
 
@@ -37,6 +37,10 @@ CHAPTER_RUNS: dict[str, list[dict]] = {
     name: [{"role": r.role, **({"at": r.at} if r.at != "final" else {}), **r.kwargs()} for r in m.RUNS]
     for name, m in SPECS.items()
 }
+
+# The cast's replicate seeds (whole training set, every snapshot), trained one at a time with
+# ``python -m lib.runs train ROLE --profile cpu --seed S``; tests/test_cast.py scores each one committed.
+SEED_RUNS: list[dict] = [{"role": role, "seed": seed} for seed in SEEDS[1:] for role in CAST]
 
 
 def loaded_folders(profile: str) -> set[Path]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["CAST", "Request", "Sweep", "load_runs"]
+__all__ = ["CAST", "SEEDS", "Request", "Sweep", "load_runs"]
 
 CAST = ("resnet", "vit", "alternet")  # the three models every chapter compares
+SEEDS = (0, 1, 2)  # training seeds of the cast: the chapters' runs are seed 0; 1 and 2 replicate them
 
 
 @dataclass(frozen=True)
