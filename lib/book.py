@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from lib import verdict
 from lib.chapters import CHAPTER_RUNS
 from lib.paths import CHAPTERS, REPO, chapter_paths  # noqa: F401  (chapter_paths: part of this module's interface)
 BOOK_FILES = ("intro.md", "ledger.md", "bibliography.md", "references.bib", "_config.yml", "_toc.yml")
@@ -35,17 +36,15 @@ def glue_checks(prefix: str, checks) -> None:
         lo, hi = check.interval if check.interval is not None else (float("nan"), float("nan"))
         glue_values(f"{prefix}_{key}", {"value": float(check.value), "lo": float(lo), "hi": float(hi),
                                         "verdict": check.outcome})
-    outcomes = [c.outcome for c in checks.values()]
-    glue_values(prefix, {"checks": len(outcomes), "holding": outcomes.count("holds"),
-                         "inconclusive": outcomes.count("inconclusive"), "contradicted": outcomes.count("contradicted")})
+    count = verdict.tally(c.outcome for c in checks.values())
+    glue_values(prefix, {"checks": len(checks), "holding": count["holds"], "inconclusive": count["inconclusive"],
+                         "contradicted": count["contradicted"]})
 
 
 def glue_glance(prefix: str, spec, checks) -> None:
     """``glue`` the chapter's verdict box as ``<prefix>_glance`` (HTML), for the top of its page."""
     from IPython.display import HTML
     from myst_nb import glue
-
-    from lib import verdict
 
     glue(f"{prefix}_glance", HTML(verdict.glance(checks, spec.PARTS, claim=spec.CLAIM, scope=spec.SCOPE)), display=False)
 

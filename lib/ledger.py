@@ -108,7 +108,7 @@ def _chapter(chapter: str, links: bool) -> str:
 def headline(parts: list[dict], checks: list[dict], profile: str) -> str:
     """The ledger's headline, counting the parts of the paper's claims (each decided by its checks), then the checks."""
     def count(rows):
-        n = {o: sum(r["outcome"] == o for r in rows) for o in verdict.OUTCOMES}
+        n = verdict.tally(r["outcome"] for r in rows)
         return f"{n['holds']} hold, {n['inconclusive']} are inconclusive and {n['contradicted']} are contradicted"
 
     return (f"**At the `{profile}` budget, of the {len(parts)} parts of the paper's four claims, {count(parts)}** "

@@ -25,7 +25,7 @@ from torch import nn
 from lib import paths, runs, storage
 
 __all__ = ["OPS", "OUTCOMES", "HOLDS", "INCONCLUSIVE", "CONTRADICTED", "Check", "Part", "budget", "record", "results_path", "load",
-           "load_parts", "glance", "badge"]
+           "load_parts", "tally", "glance", "badge"]
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 HOLDS, INCONCLUSIVE, CONTRADICTED = "holds", "inconclusive", "contradicted"
@@ -273,6 +273,12 @@ def _fmt(x: float, digits: int = 3) -> str:
     return text.replace("e-0", "e-").replace("e+0", "e")
 
 
+def tally(outcomes) -> dict[str, int]:
+    """How many of ``outcomes`` hold, are inconclusive and are contradicted, in :data:`OUTCOMES` order."""
+    outcomes = list(outcomes)
+    return {o: outcomes.count(o) for o in OUTCOMES}
+
+
 COLOURS = {HOLDS: "#1a7f37", INCONCLUSIVE: "#9a6700", CONTRADICTED: "#cf222e"}  # green, amber, red: readable on white
 
 
@@ -298,8 +304,7 @@ def glance(checks: Mapping[str, Check], parts: Sequence[Part], *, claim: str, sc
         rows.append(f'<tr><td style="padding:0.2em 0.6em 0.2em 0;vertical-align:top;width:7.5em">{badge(part.outcome(checks))}</td>'
                     f'<td style="padding:0.2em 0">{html.escape(part.text)} <span style="color:#555">({html.escape(part.figure)}; '
                     f'measured: {html.escape(numbers)}{extra})</span></td></tr>')
-    outcomes = [p.outcome(checks) for p in parts]
-    counts = ", ".join(f"{outcomes.count(o)} {o}" for o in OUTCOMES)
+    counts = ", ".join(f"{n} {o}" for o, n in tally(p.outcome(checks) for p in parts).items())
     return (f'<div class="verdict-glance" style="border:1px solid #bbb;border-radius:0.4em;padding:0.6em 1em;margin:0.6em 0 1em 0">'
             f'<p style="margin:0 0 0.3em 0"><strong>The paper\'s claim:</strong> {html.escape(claim)}</p>'
             f'<p style="margin:0 0 0.3em 0"><strong>Our verdict, part by part</strong> ({counts}):</p>'
