@@ -223,9 +223,12 @@ def test_page_reads_at_a_glance(browser, base_url, page):
         narrow = browser.execute_script("""
             const article = document.querySelector('article'), style = getComputedStyle(article);
             const column = article.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+            const inner = el => { const s = getComputedStyle(el);  // a dropdown's figure fills the dropdown
+                return el.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight); };
+            const width = img => { const card = img.closest('.sd-card-body'); return card ? inner(card) : column; };
             return [...document.querySelectorAll('article figure img, article .cell_output img')]
-                   .filter(img => img.getBoundingClientRect().width < 0.95 * column)
-                   .map(img => [img.getAttribute('src'), Math.round(img.getBoundingClientRect().width), Math.round(column)]);""")
+                   .filter(img => img.getBoundingClientRect().width < 0.95 * width(img))
+                   .map(img => [img.getAttribute('src'), Math.round(img.getBoundingClientRect().width), Math.round(width(img))]);""")
         assert not narrow, f"{page}: figures narrower than the content column (src, px, column px): {narrow}"
     finally:
         browser.set_window_size(1280, 1000)

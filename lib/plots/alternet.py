@@ -1,7 +1,7 @@
 """Figures of Chapter 4: AlterNet's build-up (poster Fig 8b) and accuracy against the amount of data.
 
 The spectra and noise figures of that chapter are :func:`lib.plots.eigenvalue_spectra` and
-:func:`lib.plots.noise_sweep`.
+:func:`lib.plots.noise_at`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .style import COLORS, LABELS
+from .style import COLORS, COLUMN, LABELS, legend_above
 
 __all__ = ["build_up", "accuracy_by_fraction"]
 
@@ -32,7 +32,7 @@ def build_up(ours: pd.DataFrame, paper: pd.DataFrame | None = None) -> plt.Figur
             only the configurations we also trained are drawn, in our order. None: ours alone.
     """
     panels = [("ours", ours)] + ([("paper", paper)] if paper is not None else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(COLUMN, 3.4), sharey=False, squeeze=False)
     order = list(ours["label"])
     for ax, (name, frame) in zip(axes[0], panels):
         frame = frame.set_index("label").reindex(order).dropna(subset=["accuracy (%)"])
@@ -42,11 +42,12 @@ def build_up(ours: pd.DataFrame, paper: pd.DataFrame | None = None) -> plt.Figur
         ax.plot(x, values, color="black", lw=0.8, zorder=1)
         ax.scatter(x, values, c=colors, s=40, zorder=2)
         for xi, v in zip(x, values):
-            ax.annotate(f"{v:.1f}", (xi, v), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+            ax.annotate(f"{v:.1f}", (xi, v), textcoords="offset points", xytext=(0, 6), ha="center")
         low, high = values.min(), values.max()
         pad = max(0.5, 0.25 * (high - low))
-        ax.set_ylim(low - pad, high + pad)
-        ax.set_xticks(range(len(order)), [_tick(label) for label in order], fontsize=8)
+        ax.set_ylim(low - pad, high + 1.6 * pad)  # room for the value labels above the points
+        ax.set_xticks(range(len(order)), [_tick(label) for label in order], rotation=40, ha="right",
+                      rotation_mode="anchor")
         ax.set(xlabel="MSAs per stage", ylabel="test accuracy (%)" if name == "ours" else None,
                title="ours" if name == "ours" else "paper (CIFAR-100, 305 epochs)")
     fig.tight_layout()
@@ -70,7 +71,7 @@ def accuracy_by_fraction(summary: pd.DataFrame, gaps: pd.DataFrame | None = None
         gaps: Optional ``lib.claims.paired_gaps`` (AlterNet − baseline per fraction, t-interval),
             drawn in a second panel.
     """
-    fig, axes = plt.subplots(1, 2 if gaps is not None else 1, figsize=(9.5 if gaps is not None else 5, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if gaps is not None else 1, figsize=(COLUMN, 3.2), squeeze=False)
     ax = axes[0, 0]
     fractions = sorted(summary["fraction"].unique())
     for role, part in summary.groupby("role", sort=False):
@@ -79,7 +80,7 @@ def accuracy_by_fraction(summary: pd.DataFrame, gaps: pd.DataFrame | None = None
                     marker="o", ms=4.5, capsize=3, lw=1.4, label=LABELS.get(role, role))
     _fraction_axis(ax, fractions)
     ax.set(ylabel="test accuracy (%)")
-    ax.legend(frameon=False, fontsize=8)
+    legend_above(ax)
     if gaps is not None:
         ax = axes[0, 1]
         mean = gaps["mean"].to_numpy(dtype=float)

@@ -7,7 +7,7 @@ import matplotlib.ticker
 import pandas as pd
 import torch
 
-from .style import COLORS, LABELS
+from .style import COLORS, COLUMN, LABELS, legend_above
 
 
 def image_grid(images: torch.Tensor, labels: torch.Tensor, classes: list[str], *, per_class: int = 8) -> plt.Figure:
@@ -24,14 +24,14 @@ def image_grid(images: torch.Tensor, labels: torch.Tensor, classes: list[str], *
             ax.set_xticks([]), ax.set_yticks([])
             for side in ax.spines.values():
                 side.set_visible(False)
-        axes[r, 0].set_ylabel(classes[r], rotation=0, ha="right", va="center", fontsize=8)
+        axes[r, 0].set_ylabel(classes[r], rotation=0, ha="right", va="center")
     fig.subplots_adjust(wspace=0.04, hspace=0.04)
     return fig
 
 
 def training_curves(history: pd.DataFrame) -> plt.Figure:
     """Test accuracy and training loss against epoch, one line per role (tidy: role, epoch, …)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(COLUMN, 3.0))
     for role, df in history.groupby("role", sort=False):
         kw = dict(color=COLORS.get(role), label=LABELS.get(role, role), marker="o", markersize=3)
         axes[0].plot(df["epoch"], 100 * df["test_accuracy"], **kw)
@@ -39,7 +39,7 @@ def training_curves(history: pd.DataFrame) -> plt.Figure:
     for ax in axes:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axes[0].set(xlabel="epoch", ylabel="test accuracy (%)")
-    axes[1].set(xlabel="epoch", ylabel="training loss (label-smoothed CE)")
-    axes[0].legend(frameon=False)
+    axes[1].set(xlabel="epoch", ylabel="training loss\n(label-smoothed CE)")
+    legend_above(axes[0])
     fig.tight_layout()
     return fig

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import matplotlib.colors as mcolors
 import numpy as np
 from matplotlib import ticker
 import pandas as pd
 import torch
 
-from .style import COLORS, LABELS
+from .style import COLORS, COLUMN, LABELS, legend_above, plain_log_axis
 
 __all__ = ["eigenvalue_spectra", "loss_landscapes", "spectral_densities"]
 
@@ -19,11 +20,24 @@ def _color(name: str, i: int) -> str:
     return COLORS.get(name, _PALETTE[i % len(_PALETTE)])
 
 
+def _log_ticks(ax, low: float, high: float) -> None:
+    """1-2-5 ticks on a log x axis (1-10-100 over wide ranges, 1…9 over narrow ones), written plainly.
+
+    The default labels minor ticks over a narrow range, where they overlap.
+    """
+    decades = np.log10(high / low)
+    subs = (1.0,) if decades >= 2.5 else (1.0, 2.0, 5.0) if decades >= 0.5 else tuple(range(1, 10))
+    ax.xaxis.set_major_locator(ticker.LogLocator(subs=subs))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+
+
 def eigenvalue_spectra(spectra: dict[str, torch.Tensor], *, bins: int = 24, title: str | None = None) -> plt.Figure:
     """The pooled top-k eigenvalues of each model, negative and positive values in two panels (Fig 1c).
 
     Heights are shares of each model's pooled values, so the left panel's area is its negative
     mass; the positive panel has a logarithmic axis (sharp and flat models differ by decades).
+    When no model has a negative value the figure is the positive panel alone, and says so.
 
     Args:
         spectra: label → pooled values (``Spectrum.values``); labels that are roles get the
@@ -31,10 +45,14 @@ def eigenvalue_spectra(spectra: dict[str, torch.Tensor], *, bins: int = 24, titl
         bins: Bins per panel.
         title: Figure title.
     """
-    fig, (neg_ax, pos_ax) = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw={"width_ratios": [1, 1.6]})
     pooled = torch.cat([v.reshape(-1) for v in spectra.values()]).double()
     negative, positive = pooled[pooled < 0], pooled[pooled > 0]
-    neg_edges = np.linspace(float(negative.min()) if negative.numel() else -1.0, 0.0, bins + 1)
+    if negative.numel():
+        fig, (neg_ax, pos_ax) = plt.subplots(1, 2, figsize=(COLUMN, 3.0), gridspec_kw={"width_ratios": [1, 1.6]})
+        neg_edges = np.linspace(float(negative.min()), 0.0, bins + 1)
+    else:  # a panel with nothing in it reads as a plotting error: leave it out and say why
+        fig, pos_ax = plt.subplots(figsize=(COLUMN, 3.0))
+        neg_ax = None
     pos_edges = np.geomspace(float(positive.min()) if positive.numel() else 1e-3,
                              float(positive.max()) * 1.01 if positive.numel() else 1.0, bins + 1)
     for i, (name, values) in enumerate(spectra.items()):
@@ -42,64 +60,86 @@ def eigenvalue_spectra(spectra: dict[str, torch.Tensor], *, bins: int = 24, titl
         weights = np.full(len(values), 1 / len(values))
         style = dict(histtype="step", lw=1.6, color=_color(name, i), weights=weights)
         label = LABELS.get(name, name)
-        if negative.numel():
+        if neg_ax is not None:
             neg_ax.hist(values[values < 0], bins=neg_edges, **{**style, "weights": weights[values < 0]}, label=label)
         pos_ax.hist(values[values > 0], bins=pos_edges, **{**style, "weights": weights[values > 0]}, label=label)
     pos_ax.set_xscale("log")
-    # 1-2-5 ticks (1-10-100 over wide ranges, 1…9 over narrow ones) written plainly: the default labels
-    # minor ticks over a narrow range, overlapping
-    decades = np.log10(pos_edges[-1] / pos_edges[0])
-    subs = (1.0,) if decades >= 2.5 else (1.0, 2.0, 5.0) if decades >= 0.5 else tuple(range(1, 10))
-    pos_ax.xaxis.set_major_locator(ticker.LogLocator(subs=subs))
-    pos_ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    pos_ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-    if not negative.numel():  # an empty panel with a flat line at 0 reads as a plotting error
-        neg_ax.text(0.5, 0.5, "no negative values\namong the pooled ones", ha="center", va="center",
-                    transform=neg_ax.transAxes, fontsize=9, color="0.35")
-        neg_ax.set_xticks([])
-        neg_ax.set_yticks([])
-    neg_ax.set(xlabel="eigenvalue (< 0)", ylabel="share of pooled values")
-    pos_ax.set(xlabel="eigenvalue (> 0, log scale)")
-    pos_ax.legend(frameon=False, fontsize=8)
+    _log_ticks(pos_ax, pos_edges[0], pos_edges[-1])
+    if neg_ax is not None:
+        neg_ax.set(xlabel="eigenvalue (< 0)", ylabel="share of pooled values")
+        pos_ax.set(xlabel="eigenvalue (> 0, log scale)")
+    else:
+        pos_ax.set(xlabel="eigenvalue (log scale)", ylabel="share of pooled values")
+        pos_ax.text(0.98, 0.95, "no negative eigenvalues\namong the pooled ones", ha="right", va="top",
+                    transform=pos_ax.transAxes, color="0.3")
+    legend_above(pos_ax)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def loss_landscapes(frames: dict[str, pd.DataFrame], *, levels: int = 20) -> plt.Figure:
-    """2-D loss landscapes, one column per model, rows NLL and NLL + L2, one colour scale per row (Fig 1a).
+def _grid(frame: pd.DataFrame, column: str):
+    """x, y and the ``[y, x]`` grid of one landscape column."""
+    table = frame.pivot(index="y", columns="x", values=column)
+    return table.columns.to_numpy(), table.index.to_numpy(), table.to_numpy()
 
-    Each surface is shown relative to its own minimum, so the colours compare how fast the loss
-    rises around each model's weights.
+
+def loss_landscapes(frames: dict[str, pd.DataFrame], *, levels: int = 16) -> plt.Figure:
+    """2-D loss landscapes on a log colour scale, one column per model, and 1-D slices beside them (Fig 1a).
+
+    Rows are the NLL and the NLL + L2 objective. The colours are log-spaced and shared by a row,
+    because the loss grows by decades towards the corners of a sharp model's landscape; the last
+    column cuts every surface through the trained weights along direction 1 (solid) and
+    direction 2 (dashed), on a log axis, so the models' widths can be read against each other.
 
     Args:
         frames: label → ``lib.analysis.landscape.slice_2d`` frame (x, y, nll, nll_plus_l2).
-        levels: Contour levels.
+        levels: Colour levels per row.
     """
     rows = [("nll", "NLL"), ("nll_plus_l2", "NLL + L2")]
-    fig, axes = plt.subplots(len(rows), len(frames), figsize=(3.6 * len(frames) + 0.8, 3.2 * len(rows)), squeeze=False)
+    n = len(frames)
+    fig, axes = plt.subplots(len(rows), n + 1, figsize=(COLUMN, 2.3 * len(rows) + 0.5), squeeze=False,
+                             gridspec_kw={"width_ratios": [1] * n + [1.35]})
     for r, (column, name) in enumerate(rows):
-        grids = {}
-        for label, frame in frames.items():
-            table = frame.pivot(index="y", columns="x", values=column)
-            grids[label] = (table.columns.to_numpy(), table.index.to_numpy(), table.to_numpy() - np.nanmin(table.to_numpy()))
-        top = max(np.nanmax(z) for _, _, z in grids.values())
-        contour_levels = np.linspace(0, top, levels + 1)
+        grids = {label: _grid(frame, column) for label, frame in frames.items()}
+        low = min(np.nanmin(z) for _, _, z in grids.values())
+        high = max(np.nanmax(z) for _, _, z in grids.values())
+        contour_levels = np.geomspace(low, high * 1.0001, levels + 1)
+        norm = mcolors.LogNorm(low, high)
+        slices = axes[r, n]
         for c, (label, (x, y, z)) in enumerate(grids.items()):
             ax = axes[r, c]
-            filled = ax.contourf(x, y, z, levels=contour_levels, cmap="plasma")
-            ax.contour(x, y, z, levels=contour_levels, colors="white", linewidths=0.3, alpha=0.6)
+            filled = ax.contourf(x, y, z, levels=contour_levels, norm=norm, cmap="plasma")
+            ax.contour(x, y, z, levels=contour_levels, colors="white", linewidths=0.3, alpha=0.5)
             ax.plot([0], [0], marker="+", color="white", ms=8)
-            ax.set(title=f"{LABELS.get(label, label)}: {name}", xlabel="direction 1", ylabel="direction 2" if c == 0 else None)
             ax.set_aspect("equal")
-        fig.colorbar(filled, ax=list(axes[r]), label=f"{name} − its minimum", shrink=0.9)
+            ax.set_xticks([-1, 0, 1] if x.max() >= 1 else [x.min(), 0, x.max()])
+            ax.set_yticks(ax.get_xticks())
+            ax.set(title=LABELS.get(label, label) if r == 0 else None,
+                   xlabel="direction 1" if r == len(rows) - 1 else None, ylabel=f"{name}\ndirection 2" if c == 0 else None)
+            color = _color(label, c)
+            i0, j0 = int(np.argmin(np.abs(y))), int(np.argmin(np.abs(x)))
+            slices.plot(x, z[i0, :], color=color, lw=1.6, label=LABELS.get(label, label))
+            slices.plot(y, z[:, j0], color=color, lw=1.2, ls="--")
+        cbar = fig.colorbar(filled, ax=list(axes[r, :n]), shrink=0.9, pad=0.03, aspect=12)
+        cbar.locator = ticker.LogLocator(subs=(1.0, 3.0))
+        cbar.formatter = ticker.FuncFormatter(lambda v, _: f"{v:g}")
+        cbar.update_ticks()
+        slices.set_yscale("log")
+        plain_log_axis(slices.yaxis)
+        slices.set(xlabel="position along a direction" if r == len(rows) - 1 else None)
+        slices.yaxis.tick_right()
+    axes[0, n].plot([], [], color="0.4", lw=1.6, label="dir. 1")
+    axes[0, n].plot([], [], color="0.4", lw=1.2, ls="--", label="dir. 2")
+    axes[0, n].legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1.02), ncol=2, borderaxespad=0,
+                      handlelength=1.4, columnspacing=0.8)
     return fig
 
 
 def spectral_densities(densities: dict[str, object], *, points: int = 1001) -> plt.Figure:
     """Whole-spectrum densities by stochastic Lanczos quadrature (``SpectralDensity``), log density, one line per model."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    fig, ax = plt.subplots(figsize=(COLUMN, 3.2))
     for i, (name, d) in enumerate(densities.items()):
         grid, values = d.on_grid(points=points)
         ax.plot(grid.numpy(), np.maximum(values.numpy(), 1e-12), color=_color(name, i), label=LABELS.get(name, name))
@@ -107,6 +147,6 @@ def spectral_densities(densities: dict[str, object], *, points: int = 1001) -> p
     ax.set_ylim(bottom=1e-8)
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set(xlabel="eigenvalue (symmetric log scale)", ylabel="density")
-    ax.legend(frameon=False, fontsize=8)
+    legend_above(ax)
     fig.tight_layout()
     return fig

@@ -6,11 +6,12 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .style import COLORS, KIND_LABELS, KIND_MARKERS, LABELS, MSA_SHADE
+from .style import COLORS, COLUMN, KIND_MARKERS, LABELS, MSA_SHADE, kind_legend, legend_above, plain_log_axis
 
 
-def _panels(n: int, *, width: float = 3.6, height: float = 3.0, sharey: bool = False):
-    fig, axes = plt.subplots(1, n, figsize=(width * n, height), sharey=sharey, squeeze=False)
+def _panels(n: int, *, height: float = 3.0, sharey: bool = False):
+    """``n`` panels side by side across the content column."""
+    fig, axes = plt.subplots(1, n, figsize=(COLUMN, height), sharey=sharey, squeeze=False)
     return fig, axes[0]
 
 
@@ -32,9 +33,9 @@ def relative_log_amplitude_curves(curves: dict[str, pd.DataFrame], *, cmap: str 
     axes[0].set_ylabel("Δ log amplitude")
     fig.colorbar(mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0, 1), cmap=colormap), ax=list(axes),
                  label="normalised depth", shrink=0.9, pad=0.02)
-    axes[-1].plot([], [], color="grey", ls="--", label="MSA unit")
-    axes[-1].plot([], [], color="grey", ls="-", label="other unit")
-    axes[-1].legend(frameon=False, fontsize=8, loc="lower left")
+    axes[0].plot([], [], color="grey", ls="--", label="MSA unit")
+    axes[0].plot([], [], color="grey", ls="-", label="other unit")
+    legend_above(fig)
     return fig
 
 
@@ -70,34 +71,67 @@ def by_depth(frames: dict[str, pd.DataFrame], ylabel: str, *, logy: bool = False
             ax.errorbar(group["depth"], group["value"],
                         yerr=[group["value"] - group["lo"], group["hi"] - group["value"]],
                         fmt=KIND_MARKERS.get(kind, "o"), color=color, ms=4.5, mfc="white" if kind == "msa" else color,
-                        elinewidth=0.8, capsize=0, zorder=3, label=KIND_LABELS.get(kind, kind))
+                        elinewidth=0.8, capsize=0, zorder=3)
         ax.set(title=LABELS.get(role, role), xlabel="normalised depth", xlim=(-0.03, 1.03))
         if logy:
             ax.set_yscale("log")
-        ax.legend(frameon=False, fontsize=8)
+            plain_log_axis(ax.yaxis)
     axes[0].set_ylabel(ylabel)
+    fig.tight_layout()
+    kinds = list(dict.fromkeys(k for frame in frames.values() for k in frame["kind"]))
+    kind_legend(fig, kinds)
+    return fig
+
+
+def _noise_lines(ax, frames: dict[str, pd.DataFrame], eps: float) -> None:
+    """Accuracy change against band frequency at one amplitude, a line and 95 % band per model."""
+    for role, frame in frames.items():
+        part = frame[frame["eps"] == eps]
+        if part.empty:
+            raise ValueError(f"{role}: no band-noise results at eps={eps}; it has {sorted(frame['eps'].unique())}")
+        color = COLORS.get(role, "black")
+        ax.plot(part["frequency"], part["delta"], marker="o", ms=3.5, color=color, label=LABELS.get(role, role))
+        ax.fill_between(part["frequency"], part["lo"], part["hi"], color=color, alpha=0.2, lw=0)
+    ax.axhline(0, color="black", lw=0.6, zorder=1)
+    pixels = part["eps_pixels"].iloc[0]
+    ax.set_title(f"ε = {eps:g} (≈ {pixels:.1f}/255)", loc="right")
+
+
+def noise_at(frames: dict[str, pd.DataFrame], eps: float) -> plt.Figure:
+    """The accuracy change under band-limited noise of one amplitude, against the band's frequency (Fig 2b).
+
+    One large panel, one line per model with its 95 % interval; the legend sits above the panel.
+
+    Args:
+        frames: role → frame of ``lib.analysis.robustness.noise_robustness``/``summarize``.
+        eps: The amplitude to draw (the chapter's verdict amplitude).
+    """
+    fig, ax = plt.subplots(figsize=(COLUMN, 3.4))
+    _noise_lines(ax, frames, eps)
+    ax.set(xlabel="noise frequency (π)", ylabel="Δ accuracy (points)")
+    legend_above(ax)
     fig.tight_layout()
     return fig
 
 
 def noise_sweep(frames: dict[str, pd.DataFrame]) -> plt.Figure:
-    """One panel per noise amplitude: accuracy change against the band's frequency, one line per model (Fig 2b).
+    """Small multiples of :func:`noise_at`: every amplitude of the sweep, two panels a row, one y axis.
 
     Args:
-        frames: role → frame of ``lib.analysis.robustness.noise_robustness``.
+        frames: role → frame of ``lib.analysis.robustness.noise_robustness``/``summarize``.
     """
     eps_values = sorted(next(iter(frames.values()))["eps"].unique())
-    fig, axes = _panels(len(eps_values), sharey=True)
-    for ax, eps in zip(axes, eps_values):
-        for role, frame in frames.items():
-            part = frame[frame["eps"] == eps]
-            color = COLORS.get(role, "black")
-            ax.plot(part["frequency"], part["delta"], marker="o", ms=3.5, color=color, label=LABELS.get(role, role))
-            ax.fill_between(part["frequency"], part["lo"], part["hi"], color=color, alpha=0.2, lw=0)
-        pixels = part["eps_pixels"].iloc[0]
-        ax.set(title=f"ε = {eps:g} (≈ {pixels:.1f}/255)", xlabel="noise frequency (π)")
-        ax.axhline(0, color="black", lw=0.6)
-    axes[0].set_ylabel("Δ accuracy (points)")
-    axes[0].legend(frameon=False, fontsize=8)
+    cols = min(2, len(eps_values))
+    rows = -(-len(eps_values) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(COLUMN, 2.5 * rows + 0.3), sharey=True, sharex=True, squeeze=False)
+    for ax, eps in zip(axes.flat, eps_values):
+        _noise_lines(ax, frames, eps)
+    for ax in axes.flat[len(eps_values):]:
+        ax.remove()
+    for ax in axes[-1]:
+        ax.set_xlabel("noise frequency (π)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("Δ accuracy (points)")
     fig.tight_layout()
+    legend_above(fig)
     return fig

@@ -1,7 +1,4 @@
-"""Figures of Chapter 3: lesions against depth and CKA heat maps (Park & Kim 2022, Fig 10).
-
-The variance figure of that chapter is :func:`lib.plots.by_depth` on ``variance_by_depth``.
-"""
+"""Figures of Chapter 3: lesions against depth, CKA heat maps (Park & Kim 2022, Fig 10), variance by stage."""
 
 from __future__ import annotations
 
@@ -10,9 +7,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .style import COLORS, KIND_LABELS, KIND_MARKERS, LABELS, MSA_SHADE
+from .style import COLORS, COLUMN, KIND_MARKERS, LABELS, MSA_SHADE, kind_legend, legend_above, plain_log_axis
 
-__all__ = ["cka_heatmaps", "lesion_by_depth"]
+__all__ = ["cka_heatmaps", "lesion_by_depth", "variance_by_stage"]
 
 STAGE_SHADE = "#eef3fa"  # background of every other stage
 
@@ -36,8 +33,8 @@ def _mark_stages(ax, frame: pd.DataFrame) -> None:
         if previous_end is not None:
             ax.axvline((first - 1) * step, color="black", ls=":", lw=0.8, zorder=1)
         if len(bounds) > 1:
-            ax.text((left + right) / 2, 1.0, f"stage {stage}", transform=ax.get_xaxis_transform(),
-                    ha="center", va="bottom", fontsize=7, color="dimgrey")
+            ax.text((left + right) / 2, 1.0, f"S{stage}", transform=ax.get_xaxis_transform(),
+                    ha="center", va="bottom", color="dimgrey")
         previous_end = last
 
 
@@ -53,7 +50,7 @@ def lesion_by_depth(frames: dict[str, pd.DataFrame], *, sharey: bool = False) ->
             ``kind``, ``delta_accuracy`` and its ``_low``/``_high`` bounds).
         sharey: Share the accuracy axis between panels.
     """
-    fig, axes = plt.subplots(1, len(frames), figsize=(3.8 * len(frames), 3.2), sharey=sharey, squeeze=False)
+    fig, axes = plt.subplots(1, len(frames), figsize=(COLUMN, 3.2), sharey=sharey, squeeze=False)
     for ax, (role, frame) in zip(axes[0], frames.items()):
         step = _step(frame)
         _mark_stages(ax, frame)
@@ -66,14 +63,13 @@ def lesion_by_depth(frames: dict[str, pd.DataFrame], *, sharey: bool = False) ->
             y = 100 * group["delta_accuracy"]
             yerr = [y - 100 * group["delta_accuracy_low"], 100 * group["delta_accuracy_high"] - y]
             ax.errorbar(group["depth"], y, yerr=yerr, fmt=KIND_MARKERS.get(kind, "o"), color=color, ms=4.5,
-                        mfc="white" if kind == "msa" else color, elinewidth=0.8, capsize=0, zorder=3,
-                        label=KIND_LABELS.get(kind, kind))
+                        mfc="white" if kind == "msa" else color, elinewidth=0.8, capsize=0, zorder=3)
         ax.axhline(0, color="black", lw=0.6)
-        ax.set_title(LABELS.get(role, role), pad=12)
+        ax.set_title(LABELS.get(role, role), pad=14)
         ax.set(xlabel="normalised depth", xlim=(-0.03, 1.03))
-        ax.legend(frameon=False, fontsize=8, loc="best")
     axes[0, 0].set_ylabel("Δ accuracy when removed (points)")
     fig.tight_layout()
+    kind_legend(fig, list(dict.fromkeys(k for frame in frames.values() for k in frame["kind"])))
     return fig
 
 
@@ -87,7 +83,7 @@ def cka_heatmaps(matrices: dict[str, torch.Tensor], units: dict[str, pd.DataFram
         matrices: role → ``[U, U]`` CKA in ``units(model)`` order.
         units: role → ``lib.analysis.stages.unit_table`` of the same model (``stage``, ``kind``).
     """
-    fig, axes = plt.subplots(1, len(matrices), figsize=(3.4 * len(matrices) + 0.8, 3.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(matrices), figsize=(COLUMN, 2.9), squeeze=False)
     image = None
     for ax, (role, cka) in zip(axes[0], matrices.items()):
         table = units[role]
@@ -105,8 +101,8 @@ def cka_heatmaps(matrices: dict[str, torch.Tensor], units: dict[str, pd.DataFram
                 transform=ax.get_xaxis_transform())
         blocks = pd.Series(np.arange(size)).groupby(stages).mean()  # centre of each stage's block
         blocks = blocks[blocks.index > 0]
-        ax.set_xticks(blocks.to_numpy(), [f"S{s}" for s in blocks.index], fontsize=8)
-        ax.set_yticks(blocks.to_numpy(), [f"S{s}" for s in blocks.index], fontsize=8)
+        ax.set_xticks(blocks.to_numpy(), [f"S{s}" for s in blocks.index])
+        ax.set_yticks(blocks.to_numpy(), [f"S{s}" for s in blocks.index])
         ax.set_xlim(-0.5, size - 0.5)
         ax.set_ylim(size - 0.5, -0.5)
         ax.grid(False)
@@ -114,4 +110,45 @@ def cka_heatmaps(matrices: dict[str, torch.Tensor], units: dict[str, pd.DataFram
         ax.set_xlabel("unit")
     axes[0, 0].set_ylabel("unit")
     fig.colorbar(image, ax=list(axes[0]), label="linear CKA (mini-batch)", shrink=0.85, pad=0.02)
+    return fig
+
+
+def variance_by_stage(frames: dict[str, pd.DataFrame]) -> plt.Figure:
+    """One panel per model: each stage's feature-map variance against the unit's place in its stage (Fig 9, by stage).
+
+    Place 0 is the block that opens the stage (it downsamples or widens the maps); a dotted step
+    joins the previous stage's last unit to it, so the build-up is each line's rise and the reset
+    its step down. Log scale; error bars are 95 % intervals over images.
+
+    Args:
+        frames: role → ``lib.analysis.variance.variance_by_depth`` frame (``stage``, ``kind``,
+            ``value``, ``lo``, ``hi``); the stem (stage 0) is left out.
+    """
+    fig, axes = plt.subplots(1, len(frames), figsize=(COLUMN, 3.0), sharey=True, squeeze=False)
+    for ax, (role, frame) in zip(axes[0], frames.items()):
+        frame = frame[frame["stage"] > 0]
+        stages = sorted(frame["stage"].unique())
+        palette = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(stages)))
+        previous = None
+        for color, stage in zip(palette, stages):
+            part = frame[frame["stage"] == stage]
+            place = np.arange(len(part))
+            ax.plot(place, part["value"], color=color, lw=1.4, label=f"S{stage}", zorder=2)
+            for kind, mask in part.groupby("kind", sort=False).groups.items():
+                rows = part.loc[mask]
+                at = place[part.index.get_indexer(mask)]
+                ax.errorbar(at, rows["value"], yerr=[rows["value"] - rows["lo"], rows["hi"] - rows["value"]],
+                            fmt=KIND_MARKERS.get(kind, "o"), color=color, ms=4.5, mfc="white" if kind == "msa" else color,
+                            elinewidth=0.8, capsize=0, zorder=3)
+            if previous is not None:
+                ax.plot([-1, 0], [previous, part["value"].iloc[0]], color=color, lw=1.0, ls=":", zorder=1)
+            previous = part["value"].iloc[-1]
+        ax.set_yscale("log")
+        plain_log_axis(ax.yaxis)
+        ax.set_title(LABELS.get(role, role), loc="right")
+        ax.set(xlabel="place in its stage (0 = opening block)")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        legend_above(ax, handlelength=1.2, columnspacing=0.8)
+    axes[0, 0].set_ylabel("feature-map variance")
+    fig.tight_layout()
     return fig

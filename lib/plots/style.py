@@ -24,13 +24,62 @@ import seaborn as sns
 from lib.models.units import KIND_LABELS  # noqa: F401  (re-exported: lib.plots.KIND_LABELS)
 from lib.profiles import ROLE_LABELS as LABELS  # noqa: F401  (re-exported: lib.plots.LABELS)
 
-sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
+# Every figure is drawn at the content column's width (COLUMN), so its text shows at the size it is
+# drawn; no text below 9 pt (tests/test_plots_readable.py measures every figure of this package)
+COLUMN = 7.7  # inches: the content column's 740 px at a browser's 96 px per inch
+SMALLEST_POINTS = 9.0
+sns.set_theme(context="notebook", style="whitegrid", rc={
+    "font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
+    "legend.fontsize": 9, "legend.title_fontsize": 9, "figure.titlesize": 11})
 pd.set_option("display.max_colwidth", None)  # tables show whole cells: no claim or model cut at 50 characters
 
 COLORS = {"resnet": "#1f77b4", "vit": "#ff7f0e", "alternet": "#2ca02c", "preresnet": "#7f7f7f"}
-DPI = 160  # figures are drawn wider than the content column (740 px) and scaled down to it by _static/figures.css
+DPI = 160  # sharp on high-density screens; _static/figures.css scales each PNG to the content column
 MSA_SHADE = "#d9d9d9"  # background of MSA units in by-depth figures
 KIND_MARKERS = {"stem": "s", "conv": "o", "msa": "D", "mlp": "^"}
+
+
+def displayed_points(fig: plt.Figure) -> float:
+    """The smallest font size of ``fig``'s visible text as a reader sees it on the page, in points.
+
+    The page scales each figure to the content column (``_static/figures.css``), so text drawn at
+    ``s`` points in a figure saved ``w`` inches wide (``bbox_inches="tight"`` crops it) shows at
+    ``s · COLUMN / w``.
+    """
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    width = fig.get_tightbbox(fig.canvas.get_renderer()).width
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes) * COLUMN / width
+
+
+def legend_above(ax_or_fig, handles=None, labels=None, *, ncol: int | None = None, **kw):
+    """A one-row legend above the axes (or figure), where it never hides data or a zero line."""
+    if handles is None:
+        handles, labels = (ax_or_fig.axes[0] if isinstance(ax_or_fig, plt.Figure) else ax_or_fig).get_legend_handles_labels()
+    where = (dict(loc="lower center", bbox_to_anchor=(0.5, 1.0)) if isinstance(ax_or_fig, plt.Figure)
+             else dict(loc="lower left", bbox_to_anchor=(0, 1.02)))
+    options = dict(frameon=False, ncol=ncol or len(handles), borderaxespad=0, handlelength=1.6, columnspacing=1.2)
+    return ax_or_fig.legend(handles, labels, **{**where, **options, **kw})
+
+
+def plain_log_axis(axis) -> None:
+    """1-2-5 ticks on a log axis written as plain numbers (0.2, 0.5, 1, 2), not as powers of ten."""
+    from matplotlib import ticker
+
+    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def kind_legend(fig: plt.Figure, kinds) -> None:
+    """One legend above the figure for the unit kinds (marker shapes), in neutral grey: colours are the models'."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="none", marker=KIND_MARKERS.get(k, "o"), color="dimgrey", ms=5,
+                      mfc="white" if k == "msa" else "dimgrey") for k in kinds]
+    legend_above(fig, handles, [KIND_LABELS.get(k, k) for k in kinds])
 
 
 def glue_figure(name: str, fig: plt.Figure) -> None:
