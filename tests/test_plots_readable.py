@@ -150,3 +150,11 @@ def test_displayed_points_scales_text_to_the_column():
     fig.text(0.999, 0.999, "y", fontsize=20)  # spans the full width, so the tight box is the figure
     assert style.displayed_points(fig) == pytest.approx(6.0, rel=0.05)
     plt.close(fig)
+
+
+def test_tables_drop_row_numbers_but_keep_a_meaningful_index():
+    numbered = pd.DataFrame({"claim": ["a", "b", "c"], "value": [1.0, 2.0, 3.0]})
+    assert "<th>0</th>" not in style.frame_html(numbered)
+    assert "<th>2</th>" not in style.frame_html(numbered[numbered["value"] > 1])  # what is left of a range after a filter
+    assert "<th>x</th>" in style.frame_html(numbered.set_index(pd.Index(["x", "y", "z"])))
+    assert "<th>0.1</th>" in style.frame_html(numbered.set_index(pd.Index([0.1, 0.2, 0.3], name="fraction")))

@@ -33,6 +33,31 @@ sns.set_theme(context="notebook", style="whitegrid", rc={
     "legend.fontsize": 9, "legend.title_fontsize": 9, "figure.titlesize": 11})
 pd.set_option("display.max_colwidth", None)  # tables show whole cells: no claim or model cut at 50 characters
 
+
+def frame_html(frame: pd.DataFrame) -> str:
+    """A table as the chapters show it: without pandas' 0, 1, 2 … row numbers, which say nothing.
+
+    An unnamed integer index is row numbers (a range, or what is left of one after a filter or a
+    concat); any other index (named, labels, several levels) is kept.
+    """
+    plain = frame.index.nlevels == 1 and frame.index.name is None and pd.api.types.is_integer_dtype(frame.index)
+    return frame.to_html(index=not plain, border=0, notebook=True, max_rows=pd.get_option("display.max_rows"),
+                         max_cols=pd.get_option("display.max_columns"), show_dimensions=False)
+
+
+def _show_frames_without_row_numbers() -> None:
+    try:
+        import IPython
+
+        shell = IPython.get_ipython()
+    except ImportError:
+        return
+    if shell is not None:
+        shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, frame_html)
+
+
+_show_frames_without_row_numbers()
+
 COLORS = {"resnet": "#1f77b4", "vit": "#ff7f0e", "alternet": "#2ca02c", "preresnet": "#7f7f7f"}
 DPI = 160  # sharp on high-density screens; _static/figures.css scales each PNG to the content column
 MSA_SHADE = "#d9d9d9"  # background of MSA units in by-depth figures
