@@ -144,7 +144,7 @@ def differences_markdown(profile: str = "cpu") -> str:
 def chance(checks: list[dict]) -> str:
     """How many "holds" chance alone would give: each check decided by a 95 % interval holds by chance with
     probability at most 2.5 % when there is no effect (one side of a two-sided interval)."""
-    with_interval = sum(r["value"].endswith("]") for r in checks)
+    with_interval = sum("95 % interval" in r["threshold"] for r in checks)
     return (f"**Multiple comparisons.** The book makes {len(checks)} checks. {with_interval} are decided by a 95 % "
             f"interval; if none of those effects existed, each would still hold with probability at most 2.5 % "
             f"(one side of the interval), so about {0.025 * with_interval:.1f} of them could hold by chance alone. "

@@ -49,6 +49,8 @@ class Check:
         budget: What the number was measured on (profile, models, epochs, data fraction, seeds,
             images); see :func:`budget`.
         note: Optional qualifier shown in the table (e.g. "partly: across stages only").
+        interval_kind: What ``interval`` is: a ``"95 % interval"`` (the default), or, for a
+            count that ties can move, the ``"range over ties"`` (ties counted against to for).
     """
 
     claim: str
@@ -59,6 +61,7 @@ class Check:
     interval: tuple[float, float] | None = None
     budget: dict = field(default_factory=dict)
     note: str = ""
+    interval_kind: str = "95 % interval"
 
     def __post_init__(self):
         if self.op not in OPS:
@@ -94,8 +97,9 @@ class Check:
 
     @property
     def resolution(self) -> float:
-        """Half the interval's width: effects smaller than this cannot be told from the threshold (NaN without one)."""
-        if self.interval is None:
+        """Half the interval's width: effects smaller than this cannot be told from the threshold (NaN without a
+        95 % interval: a range over ties is not a sampling interval)."""
+        if self.interval is None or self.interval_kind != "95 % interval":
             return math.nan
         lo, hi = self.interval
         return (hi - lo) / 2
@@ -103,7 +107,7 @@ class Check:
     @property
     def rule(self) -> str:
         """The threshold in words, e.g. ``"> 0 (whole 95 % interval)"``."""
-        return f"{self.op} {_fmt(self.threshold)}" + (" (whole 95 % interval)" if self.interval is not None else "")
+        return f"{self.op} {_fmt(self.threshold)}" + (f" (whole {self.interval_kind})" if self.interval is not None else "")
 
     def row(self) -> dict:
         return {
@@ -114,7 +118,7 @@ class Check:
             "threshold": {"op": self.op, "value": float(self.threshold), "text": self.rule},
             "holds": self.holds,
             "outcome": self.outcome,
-            "resolution": None if self.interval is None else float(self.resolution),
+            "resolution": None if math.isnan(self.resolution) else float(self.resolution),
             "note": self.note,
             "budget": self.budget,
         }

@@ -161,10 +161,17 @@ CH3_CLAIMS = [
     "ResNet: the CKA blocks remain at equal distance between units",
     "AlterNet: the CKA blocks remain at equal distance between units",
     "ResNet: feature-map variance builds up within every stage",
-    "ResNet: feature-map variance falls back at the start of every stage",
+    "ResNet: feature-map variance falls back at the block that opens each stage",
+    "ResNet: feature-map variance is still down at each stage's first shape-preserving unit",
     "AlterNet: feature-map variance builds up within every stage",
-    "AlterNet: feature-map variance falls back at the start of every stage",
+    "AlterNet: feature-map variance falls back at the block that opens each stage",
+    "AlterNet: feature-map variance is still down at each stage's first shape-preserving unit",
 ]
+CH3_IDS = ["lesion_end_msa_alternet", "start_costliest_resnet", "lesion_start_resnet", "lesion_middle_msa_vit",
+           "cka_blocks_resnet", "cka_blocks_alternet", "cka_blocks_matched_resnet", "cka_blocks_matched_alternet",
+           "variance_buildup_resnet", "variance_reset_downsampling_resnet", "variance_reset_resnet",
+           "variance_buildup_alternet", "variance_reset_downsampling_alternet", "variance_reset_alternet"]
+VARIANCE_IDS = CH3_IDS[8:]
 
 
 def _contrasts(lesion=(-0.05, -0.08, -0.02), **per_role) -> pd.DataFrame:
@@ -181,8 +188,8 @@ def _contrasts(lesion=(-0.05, -0.08, -0.02), **per_role) -> pd.DataFrame:
 
 
 def _costliest(resnet=(1.0, 1.0, 1.0, 1.0), alternet=(0.0, 0.0, 0.0, 0.0)) -> pd.DataFrame:
-    """``costliest_by_stage`` of two roles, reduced to the columns the check reads."""
-    return pd.DataFrame([{"role": role, "stage": s, "start_costliest": v}
+    """``costliest_by_stage`` of two roles, reduced to the columns the check reads; ``"tie"`` marks a tied stage."""
+    return pd.DataFrame([{"role": role, "stage": s, "tie": v == "tie", "start_costliest": NAN if v == "tie" else v}
                          for role, values in (("resnet", resnet), ("alternet", alternet))
                          for s, v in enumerate(values, start=1)])
 
@@ -204,6 +211,13 @@ def _flags(column: str, resnet=(True, True, True), alternet=(True, True, True)) 
                          for s, v in enumerate(values, start=1)], columns=["role", "stage", column])
 
 
+def _resets(resnet=(True, True, True), alternet=(True, True, True), *, preserving=None) -> pd.DataFrame:
+    """``variance_resets`` of ResNet and AlterNet at both places a stage starts; ``preserving`` as (resnet, alternet)
+    flags for the first shape-preserving unit (default: the same as at the downsampling block)."""
+    later = _flags("resets", *(preserving or (resnet, alternet))).assign(at="preserving")
+    return pd.concat([_flags("resets", resnet, alternet).assign(at="downsampling"), later], ignore_index=True)
+
+
 def _stages(contrasts=None, costliest=None, blocks=None, growth=None, resets=None, **kwargs):
     return list(_stages_by_id(contrasts, costliest, blocks, growth, resets, **kwargs).values())
 
@@ -213,7 +227,7 @@ def _stages_by_id(contrasts=None, costliest=None, blocks=None, growth=None, rese
                               _costliest() if costliest is None else costliest,
                               _blocks() if blocks is None else blocks,
                               _flags("grows") if growth is None else growth,
-                              _flags("resets") if resets is None else resets, budgets=BUDGETS, **kwargs)
+                              _resets() if resets is None else resets, budgets=BUDGETS, **kwargs)
 
 
 # ====================================================================================== tests
@@ -374,84 +388,99 @@ def test_low_pass_nan_build_up_and_a_missing_kind():
 # ----------------------------------------------------------------------- stages_in_series
 
 
-def test_stages_in_series_returns_twelve_checks_with_the_chapters_claims():
-    """Twelve checks in the chapter's order, each with its role's budget of its kind; only the ViT is a control."""
-    checks = _stages()
-    assert [c.claim for c in checks] == CH3_CLAIMS
-    rules = [("<", 0.0), (">=", 0.75), ("<", 0.0), ("<", 0.0)] + [(">", 0.0)] * 4 + [(">=", 1.0)] * 4
-    assert [(c.op, c.threshold) for c in checks] == rules
-    assert [c.note for c in checks] == [""] * 3 + ["control"] + [""] * 8
-    assert [c.budget["for"] for c in checks] == [
+def test_stages_in_series_returns_fourteen_checks_with_the_chapters_claims():
+    """Fourteen checks in the chapter's order, each with its role's budget of its kind; only the ViT is a control."""
+    checks = _stages_by_id()
+    assert list(checks) == CH3_IDS and [c.claim for c in checks.values()] == CH3_CLAIMS
+    rules = [("<", 0.0), (">=", 0.75), ("<", 0.0), ("<", 0.0)] + [(">", 0.0)] * 4 + [(">=", 1.0)] * 6
+    assert [(c.op, c.threshold) for c in checks.values()] == rules
+    assert [k for k, c in checks.items() if c.note] == ["lesion_middle_msa_vit"] and checks["lesion_middle_msa_vit"].note == "control"
+    assert [c.budget["for"] for c in checks.values()] == [
         "lesion/alternet", "lesion/resnet", "lesion/resnet", "lesion/vit", "cka/resnet", "cka/alternet", "cka/resnet",
-        "cka/alternet", "variance/resnet", "variance/resnet", "variance/alternet", "variance/alternet"]
-    assert checks[0].statistic == "Δacc, points: stage-end MSAs − mid-stage units (3 vs 4 units)"
-    assert checks[1].statistic == ("share of stages in which no unit's removal costs more accuracy than the first "
-                                   "shape-preserving unit's — 4 of 4")
-    assert checks[9].statistic == ("share of stage starts whose variance is below the previous stage's last unit's "
-                                   "(95 % CIs apart) — 3 of 3")
+        "cka/alternet"] + ["variance/resnet"] * 3 + ["variance/alternet"] * 3
+    assert checks["lesion_end_msa_alternet"].statistic == "Δacc, points: stage-end MSAs − mid-stage units (3 vs 4 units)"
+    assert checks["start_costliest_resnet"].statistic.endswith("— 4 of 4")
+    assert checks["variance_reset_downsampling_resnet"].statistic == (
+        "share of stage starts whose downsampling block's variance is below the previous stage's last unit's "
+        "(95 % CIs apart) — 3 of 3")
 
 
 def test_stages_in_series_holds_when_stages_work_in_series():
     """Lesion contrasts −5 points (−8 to −2), CKA blocks 0.2 (0.1 to 0.3), every stage builds up and resets."""
-    checks = _stages()
-    assert [c.holds for c in checks] == [True] * 12
-    for c in (checks[0], checks[2], checks[3]):
-        assert c.value == pytest.approx(-5.0) and c.interval == pytest.approx((-8.0, -2.0))
-    assert checks[1].value == 1.0  # the alternet rows (start never costliest) are not counted for ResNet
-    assert [(c.value, c.interval) for c in checks[4:8]] == [(0.2, (0.1, 0.3))] * 4
-    assert [c.value for c in checks[8:]] == [1.0] * 4
+    checks = _stages_by_id()
+    assert all(c.outcome == "holds" for c in checks.values())
+    for key in ("lesion_end_msa_alternet", "lesion_start_resnet", "lesion_middle_msa_vit"):
+        assert checks[key].value == pytest.approx(-5.0) and checks[key].interval == pytest.approx((-8.0, -2.0))
+    assert checks["start_costliest_resnet"].value == 1.0  # the alternet rows (start never costliest) are not counted
+    assert [(c.value, c.interval) for c in list(checks.values())[4:8]] == [(0.2, (0.1, 0.3))] * 4
+    assert [checks[k].value for k in VARIANCE_IDS] == [1.0] * 6
 
 
-def test_stages_in_series_does_not_hold_when_the_evidence_points_the_other_way():
+def test_stages_in_series_is_contradicted_when_the_evidence_points_the_other_way():
     """Positive lesion contrasts, the start costliest in 2 of 4 stages, negative CKA blocks, one stage that fails."""
-    checks = _stages(_contrasts((0.03, 0.01, 0.05)), _costliest(resnet=(1.0, 0.0, 1.0, 0.0)),
-                     _blocks((-0.1, -0.2, -0.05)),
-                     _flags("grows", resnet=(True, False, True), alternet=(False, False, False)),
-                     _flags("resets", resnet=(False, True, True), alternet=(True, True, False)))
-    assert [c.holds for c in checks] == [False] * 12
-    assert checks[0].value == pytest.approx(3.0) and checks[0].interval == pytest.approx((1.0, 5.0))
-    assert checks[1].value == 0.5 and checks[1].statistic.endswith("— 2 of 4")
-    assert [c.value for c in checks[8:]] == pytest.approx([2 / 3, 2 / 3, 0.0, 2 / 3])
+    checks = _stages_by_id(_contrasts((0.03, 0.01, 0.05)), _costliest(resnet=(1.0, 0.0, 1.0, 0.0)),
+                           _blocks((-0.1, -0.2, -0.05)),
+                           _flags("grows", resnet=(True, False, True), alternet=(False, False, False)),
+                           _resets(resnet=(False, True, True), alternet=(True, True, False),
+                                   preserving=((False, False, True), (True, True, True))))
+    assert all(c.outcome == "contradicted" for k, c in checks.items() if k != "variance_reset_alternet")
+    assert checks["variance_reset_alternet"].outcome == "holds"  # ours, at the first shape-preserving unit
+    assert checks["lesion_end_msa_alternet"].value == pytest.approx(3.0)
+    assert checks["lesion_end_msa_alternet"].interval == pytest.approx((1.0, 5.0))
+    assert checks["start_costliest_resnet"].value == 0.5 and checks["start_costliest_resnet"].statistic.endswith("— 2 of 4")
+    assert [checks[k].value for k in VARIANCE_IDS] == pytest.approx([2 / 3, 2 / 3, 1 / 3, 0.0, 2 / 3, 1.0])
 
 
-def test_stages_in_series_interval_end_on_zero_does_not_hold_but_a_share_on_the_threshold_does():
+def test_stages_in_series_interval_end_on_zero_is_inconclusive_but_a_share_on_the_threshold_holds():
     """A lesion interval ending at 0 fails ``< 0``, a CKA one starting at 0 fails ``> 0``; 3 of 4 meets ``>= 0.75``."""
-    checks = _stages(_contrasts(alternet=(-0.05, -0.1, 0.0)), _costliest(resnet=(1.0, 1.0, 0.0, 1.0)),
-                     _blocks(resnet={"matched": (0.1, 0.0, 0.2)}))
-    assert checks[0].interval == (pytest.approx(-10.0), 0.0) and not checks[0].holds
-    assert checks[6].interval == (0.0, 0.2) and not checks[6].holds
-    assert checks[4].holds and checks[7].holds  # the other CKA checks are unaffected
-    assert checks[1].value == 0.75 and checks[1].holds and checks[1].statistic.endswith("— 3 of 4")
+    checks = _stages_by_id(_contrasts(alternet=(-0.05, -0.1, 0.0)), _costliest(resnet=(1.0, 1.0, 0.0, 1.0)),
+                           _blocks(resnet={"matched": (0.1, 0.0, 0.2)}))
+    assert checks["lesion_end_msa_alternet"].interval == (pytest.approx(-10.0), 0.0)
+    assert checks["lesion_end_msa_alternet"].outcome == "inconclusive"
+    assert checks["cka_blocks_matched_resnet"].interval == (0.0, 0.2)
+    assert checks["cka_blocks_matched_resnet"].outcome == "inconclusive"
+    assert checks["cka_blocks_resnet"].holds and checks["cka_blocks_matched_alternet"].holds  # the others are unaffected
+    start = checks["start_costliest_resnet"]
+    assert start.value == 0.75 and start.holds and start.statistic.endswith("— 3 of 4") and start.interval is None
 
 
-def test_stages_in_series_tie_at_a_stage_start_counts_for_the_start():
-    """Through ``stages.costliest_by_stage``: a start unit tied with another for the largest cost counts as costliest.
+def test_stages_in_series_a_tie_at_a_stage_start_leaves_the_share_inconclusive():
+    """Through ``stages.costliest_by_stage``: a start tied with another unit for the largest cost is neither a win nor a loss.
 
-    Stage 1: start −0.10 ties the third unit; stage 2: a later unit costs more; stage 3 has one unit, so nothing to
-    compare (NaN), and it is left out of the share: 1 of 2, not 1 of 3.
+    Stage 1: start −0.10 ties the third unit; stage 2: a later unit costs more; stage 3: the start costs most;
+    stage 4 has one unit, so nothing to compare (NaN), and it is left out: 1 of 3 won, 1 tied, so the share is
+    the interval [1/3, 2/3]. With the threshold at 2/3 the tie alone decides, so the check is inconclusive.
     """
     lesion = pd.DataFrame([
         {"name": name, "stage": stage, "index": i, "position": i, "kind": "conv", "delta_accuracy": delta}
         for i, (name, stage, delta) in enumerate([("s1.0", 1, -0.10), ("s1.1", 1, -0.02), ("s1.2", 1, -0.10),
-                                                  ("s2.0", 2, -0.05), ("s2.1", 2, -0.20), ("s3.0", 3, -0.30)])])
+                                                  ("s2.0", 2, -0.05), ("s2.1", 2, -0.20),
+                                                  ("s3.0", 3, -0.30), ("s3.1", 3, -0.10), ("s4.0", 4, -0.30)])])
     costliest = stages.costliest_by_stage(lesion).assign(role="resnet")
-    # NOTE: the tie rule lives in stages.costliest_by_stage (start_delta <= min): a tie is counted as a win for
-    # the start unit. It matches the chapter's wording ("no unit's removal costs more than the start's"), but
-    # with accuracy deltas on a finite image set (multiples of 1/N) exact ties are not rare.
-    assert costliest["start_costliest"].iloc[0] == 1.0 and costliest["costliest"].iloc[0] == "s1.0"
-    assert math.isnan(costliest["start_costliest"].iloc[2])
-    check = _stages(costliest=costliest)[1]
-    assert check.value == 0.5 and check.statistic.endswith("— 1 of 2") and not check.holds
+    assert costliest["tie"].tolist() == [True, False, False, False]
+    assert math.isnan(costliest["start_costliest"].iloc[0]) and costliest["start_costliest"].iloc[1:3].tolist() == [0.0, 1.0]
+    assert math.isnan(costliest["start_costliest"].iloc[3]) and costliest["costliest"].iloc[0] == "s1.0"
+    check = _stages_by_id(costliest=costliest, start_share=2 / 3)["start_costliest_resnet"]
+    assert check.value == pytest.approx(1 / 3) and check.interval == pytest.approx((1 / 3, 2 / 3))
+    assert check.statistic.endswith("— 1 of 3, 1 tied") and check.outcome == "inconclusive"
+    clear = _stages_by_id(costliest=costliest, start_share=0.25)["start_costliest_resnet"]
+    assert clear.outcome == "holds"  # a tie that cannot decide does not matter
+    assert _stages_by_id(costliest=costliest, start_share=0.75)["start_costliest_resnet"].outcome == "contradicted"
 
 
 def test_stages_in_series_nan_never_holds():
-    """An undefined contrast (NaN value), no comparable stage, or no rows for a role: NaN value, not held."""
-    checks = _stages(_contrasts(vit=(NAN, NAN, NAN)), _costliest(resnet=(NAN, NAN)),
-                     growth=_flags("grows", alternet=()))
-    assert math.isnan(checks[3].value) and all(math.isnan(x) for x in checks[3].interval) and not checks[3].holds
-    assert math.isnan(checks[1].value) and checks[1].statistic.endswith("— 0 of 0") and not checks[1].holds
-    assert math.isnan(checks[10].value) and not checks[10].holds and checks[10].statistic.endswith("— 0 of 0")
-    assert checks[8].holds  # ResNet's own build-up is unaffected
+    """An undefined contrast (NaN value), no comparable stage, or no rows for a role: NaN value, inconclusive."""
+    checks = _stages_by_id(_contrasts(vit=(NAN, NAN, NAN)), _costliest(resnet=(NAN, NAN)),
+                           growth=_flags("grows", alternet=()))
+    vit = checks["lesion_middle_msa_vit"]
+    assert math.isnan(vit.value) and all(math.isnan(x) for x in vit.interval) and vit.outcome == "inconclusive"
+    start = checks["start_costliest_resnet"]
+    assert math.isnan(start.value) and start.statistic.endswith("— 0 of 0") and start.outcome == "inconclusive"
+    buildup = checks["variance_buildup_alternet"]
+    assert math.isnan(buildup.value) and buildup.outcome == "inconclusive" and buildup.statistic.endswith("— 0 of 0")
+    assert checks["variance_buildup_resnet"].holds  # ResNet's own build-up is unaffected
+    resets = _stages_by_id(resets=_flags("resets"))  # an old frame without ``at``: the shape-preserving unit's only
+    assert resets["variance_reset_resnet"].holds and math.isnan(resets["variance_reset_downsampling_resnet"].value)
 
 
 def test_stages_in_series_nan_interval_never_holds_even_with_a_value_on_the_claimed_side():
@@ -487,10 +516,7 @@ def test_each_chapter_names_its_checks_by_stable_ids_in_order():
     assert list(ch2) == [f"dlogA_{k}" for k in kinds] + [f"variance_{k}" for k in kinds] + [
         "variance_buildup_resnet", "noise_high_vit_vs_resnet", "noise_high_hurts_resnet", "noise_low_vit_vs_resnet"]
     assert [c.claim for c in ch2.values()] == CH2_CLAIMS
-    assert dict(zip(_stages_by_id(), CH3_CLAIMS)) == dict(zip(
-        ["lesion_end_msa_alternet", "start_costliest_resnet", "lesion_start_resnet", "lesion_middle_msa_vit",
-         "cka_blocks_resnet", "cka_blocks_alternet", "cka_blocks_matched_resnet", "cka_blocks_matched_alternet",
-         "variance_buildup_resnet", "variance_reset_resnet", "variance_buildup_alternet", "variance_reset_alternet"], CH3_CLAIMS))
+    assert dict(zip(_stages_by_id(), CH3_CLAIMS)) == dict(zip(CH3_IDS, CH3_CLAIMS))
 
 
 def test_chapter_one_findings_read_the_checks_by_id():

@@ -37,6 +37,9 @@ def test_one_row_per_part_and_every_check_folded_under_its_chapter(tmp_path, mon
 
 
 def test_the_ledger_says_how_many_holds_chance_could_give():
-    rows = [{"value": "1 [0.5, 1.5]"}, {"value": "2 [1, 3]"}, {"value": "0.75"}, {"value": "-1 [-2, -0.5]"}]
+    rows = [{"value": "1 [0.5, 1.5]", "threshold": "> 0 (whole 95 % interval)"},
+            {"value": "2 [1, 3]", "threshold": "> 0 (whole 95 % interval)"}, {"value": "0.75", "threshold": ">= 0.75"},
+            {"value": "-1 [-2, -0.5]", "threshold": "< 0 (whole 95 % interval)"},
+            {"value": "0.5 [0.5, 0.75]", "threshold": ">= 0.75 (whole range over ties)"}]  # not a sampling interval
     text = ledger.chance(rows)
-    assert "makes 4 checks. 3 are decided by a 95 % interval" in text and "about 0.1 of them" in text
+    assert "makes 5 checks. 3 are decided by a 95 % interval" in text and "about 0.1 of them" in text

@@ -133,10 +133,11 @@ def test_lesion_contrasts_are_seeded():
 
 def test_costliest_by_stage_names_the_unit_whose_removal_costs_most():
     frame = _lesion_frame(LAYOUT, {"s1.1": [0, 1, 2], "s1.2": [0], "s2.3": [0, 1, 2, 3], "s2.1": [4],
-                                   "s3.1": [0, 1], "s3.4": [2, 3]})  # stage 3: a tie, start counts
+                                   "s3.1": [0, 1], "s3.4": [2, 3]})  # stage 3: a tie, neither a win nor a loss
     table = costliest_by_stage(frame).set_index("stage")
     assert table["costliest"].tolist() == ["s1.1", "s2.3", "s3.1"]
-    assert table["start_costliest"].tolist() == [1.0, 0.0, 1.0]
+    assert table["start_costliest"].tolist()[:2] == [1.0, 0.0] and math.isnan(table.loc[3, "start_costliest"])
+    assert table["tie"].tolist() == [False, False, True]
     assert table.loc[2, "costliest_position"] == "end" and table.loc[2, "costliest_kind"] == "msa"
     assert table.loc[2, "costliest_delta"] == pytest.approx(-4 / N)
     single = costliest_by_stage(_lesion_frame([("a", "conv", 1, 1)], {}))
@@ -222,9 +223,14 @@ def test_variance_resets_compare_each_stage_start_with_the_previous_stage_end():
     frame = pd.DataFrame([dict(name=n, stage=s, downsample=d, index=i, value=v, lo=v - 0.02, hi=v + 0.02)
                           for i, (n, s, d, v) in enumerate(rows)])
     frame.loc[frame["name"] == "d1", "hi"] = 0.2  # reaches into c1's interval [0.19, 0.23]
-    table = variance_resets(frame).set_index("stage")
+    table = variance_resets(frame, at="preserving").set_index("stage")
     assert table.index.tolist() == [2, 3, 4]  # stage 1 follows only the stem
     assert table["previous_end"].tolist() == ["a2", "b2", "c1"] and table["start"].tolist() == ["b1", "c1", "d1"]
     assert table["resets"].tolist() == [True, False, False]
     assert table.loc[2, "ratio"] == pytest.approx(0.3 / 0.8)
     assert variance_resets(frame[frame["stage"] <= 1]).empty
+    # where the paper reads the drop: the downsampling block that opens each stage (0.6 < 0.8, 0.1 < 0.2, 0.1 < 0.21)
+    down = variance_resets(frame).set_index("stage")
+    assert down["start"].tolist() == ["b0", "c0", "d0"] and down["resets"].tolist() == [True, True, True]
+    with pytest.raises(ValueError, match=r"at='end' .*valid: \['downsampling', 'preserving'\]"):
+        variance_resets(frame, at="end")

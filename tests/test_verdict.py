@@ -90,6 +90,16 @@ def test_three_way_outcome_on_ties_borderline_intervals_each_side_and_nan(op, th
     assert check.holds == (expected == "holds")
 
 
+def test_a_range_over_ties_decides_like_an_interval_but_is_not_one():
+    """A count that ties can move: (ties against, ties for) decides the outcome, but has no resolution and says what it is."""
+    tied = verdict.Check(claim="c", statistic="s", value=0.5, op=">=", threshold=0.75, interval=(0.5, 0.75),
+                 interval_kind="range over ties")
+    assert tied.outcome == verdict.INCONCLUSIVE and tied.rule == ">= 0.75 (whole range over ties)"
+    assert math.isnan(tied.resolution) and tied.row()["resolution"] is None
+    assert verdict.Check(claim="c", statistic="s", value=0.5, op=">=", threshold=0.75, interval=(0.5, 0.5),
+                 interval_kind="range over ties").outcome == verdict.CONTRADICTED
+
+
 def test_resolution_is_half_the_interval():
     assert verdict.Check("c", "s", 0.0, ">", 0.0, interval=(-1.0, 3.0)).resolution == 2.0
     assert math.isnan(verdict.Check("c", "s", 0.0, ">", 0.0).resolution)

@@ -14,12 +14,13 @@ eye; each reading becomes a number here, computed from what :mod:`lib.analysis.l
   CKA between residual-stream outputs decays with the distance between units anyway, the
   ``matched`` form compares within- and between-stage pairs at the same distance only. The
   interval resamples the mini-batches the CKA was averaged over.
-- **Variance** (:func:`variance_resets`): whether the feature-map variance at a stage's first
-  shape-preserving unit lies below that at the previous stage's last unit (the reset; the
-  build-up within a stage is :func:`lib.analysis.variance.stage_growth`).
+- **Variance** (:func:`variance_resets`): whether the feature-map variance at the start of a
+  stage (the downsampling block, as the paper reads it, or the first shape-preserving unit)
+  lies below that at the previous stage's last unit (the reset; the build-up within a stage is
+  :func:`lib.analysis.variance.stage_growth`).
 
-"Start of a stage" is always its first shape-preserving unit: the first block of a CNN stage
-changes the resolution or width and can be neither removed nor compared like for like.
+For lesions, "start of a stage" is its first shape-preserving unit: the first block of a CNN
+stage changes the resolution or width and can be neither removed nor compared like for like.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "middle_third",
     "stage_layout",
     "unit_table",
+    "RESET_AT",
     "variance_resets",
 ]
 
@@ -147,26 +149,34 @@ def lesion_contrasts(frame: pd.DataFrame, *, bootstrap: int = 1000, seed: int = 
 
 
 def costliest_by_stage(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per stage, which shape-preserving unit's removal costs most accuracy.
+    """Per stage, which shape-preserving unit's removal costs most accuracy, ties reported as ties.
+
+    Accuracy changes on a finite test set are multiples of 1/N, so two units can cost exactly the
+    same; such a stage is neither won nor lost by its start, and says so.
 
     Returns:
         One row per stage: ``stage``, ``units`` (shape-preserving units in it), ``start`` (its
-        first unit), ``start_delta``, ``costliest`` (unit with the most negative Δaccuracy),
-        ``costliest_position``, ``costliest_kind``, ``costliest_delta``, and ``start_costliest``:
-        no unit of the stage costs more than its start (NaN for a stage with a single unit,
-        where there is nothing to compare).
+        first unit), ``start_delta``, ``costliest`` (unit with the most negative Δaccuracy; the
+        first of tied ones), ``costliest_position``, ``costliest_kind``, ``costliest_delta``,
+        ``tie`` (another unit costs exactly as much as the start, and none costs more) and
+        ``start_costliest``: 1.0 when the start costs strictly more than every other unit of the
+        stage, 0.0 when another costs strictly more, NaN for a tie or a stage with a single unit
+        (nothing to compare).
     """
     rows = []
     for stage, members in frame.groupby("stage", sort=True):
         members = members.sort_values("index")
         worst = members.loc[members["delta_accuracy"].idxmin()]
-        start = members.iloc[0]
+        start, others = members.iloc[0], members.iloc[1:]["delta_accuracy"]
+        tie = bool(len(others)) and others.min() == start["delta_accuracy"]
+        if not len(others) or tie:
+            start_costliest = math.nan
+        else:
+            start_costliest = float(start["delta_accuracy"] < others.min())
         rows.append(dict(
             stage=int(stage), units=len(members), start=start["name"], start_delta=start["delta_accuracy"],
             costliest=worst["name"], costliest_position=worst["position"], costliest_kind=worst["kind"],
-            costliest_delta=worst["delta_accuracy"],
-            start_costliest=(float(start["delta_accuracy"] <= members["delta_accuracy"].min())
-                             if len(members) >= 2 else math.nan),
+            costliest_delta=worst["delta_accuracy"], tie=tie, start_costliest=start_costliest,
         ))
     return pd.DataFrame(rows)
 
@@ -282,30 +292,37 @@ def block_contrasts(hsic: torch.Tensor, stages: Sequence[int], *, bootstrap: int
 # ----------------------------------------------------------------------------------- variance
 
 
-def variance_resets(frame: pd.DataFrame) -> pd.DataFrame:
+RESET_AT = ("downsampling", "preserving")
+
+
+def variance_resets(frame: pd.DataFrame, *, at: str = "downsampling") -> pd.DataFrame:
     """Does the variance fall back at the start of each stage? The previous stage's last unit against this stage's start.
 
-    The build-up within a stage is :func:`lib.analysis.variance.stage_growth`; this is its
-    other half, with the same rule: a difference counts only when the two units' 95 %
-    intervals do not overlap.
+    The paper reads the drop where a stage begins, at the block that downsamples
+    (``at="downsampling"``); ours also asks whether it is still down at the stage's first
+    shape-preserving unit (``at="preserving"``), the unit the build-up
+    (:func:`lib.analysis.variance.stage_growth`) starts from. A difference counts only when the
+    two units' 95 % intervals do not overlap.
 
     Args:
         frame: ``lib.analysis.variance.variance_by_depth`` (columns ``name``, ``stage``,
             ``downsample``, ``index``, ``value``, ``lo``, ``hi``); the stem (stage 0) is left out.
+        at: Which unit starts a stage: ``"downsampling"`` (its first unit) or ``"preserving"``.
 
     Returns:
-        One row per stage that has a shape-preserving unit and follows another stage ≥ 1:
-        ``stage``, ``previous_end`` (the previous stage's last unit), ``start`` (this stage's
-        first shape-preserving unit), ``previous_end_value``, ``start_value``, ``ratio``
-        (start / previous end) and ``resets`` (True when the start's interval lies wholly
-        below the previous end's).
+        One row per stage that has such a unit and follows another stage ≥ 1: ``stage``,
+        ``previous_end`` (the previous stage's last unit), ``start``, ``previous_end_value``,
+        ``start_value``, ``ratio`` (start / previous end) and ``resets`` (True when the start's
+        interval lies wholly below the previous end's).
     """
+    if at not in RESET_AT:
+        raise ValueError(f"at={at!r} is not a place to start a stage; valid: {list(RESET_AT)}")
     rows, previous = [], None
     for stage, members in frame[frame["stage"] > 0].groupby("stage", sort=True):
         members = members.sort_values("index")
-        preserving = members[~members["downsample"].astype(bool)]
-        if previous is not None and len(preserving):
-            start = preserving.iloc[0]
+        starts = members if at == "downsampling" else members[~members["downsample"].astype(bool)]
+        if previous is not None and len(starts):
+            start = starts.iloc[0]
             rows.append(dict(stage=int(stage), previous_end=previous["name"], start=start["name"],
                              previous_end_value=previous["value"], start_value=start["value"],
                              ratio=start["value"] / previous["value"], resets=bool(start["hi"] < previous["lo"])))

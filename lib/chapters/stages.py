@@ -34,7 +34,9 @@ PARTS = (
     Part("Unit outputs form one similarity (CKA) block per stage", "Fig 10",
          decide=("cka_blocks_resnet", "cka_blocks_alternet"), ours=("cka_blocks_matched_resnet", "cka_blocks_matched_alternet")),
     Part("Feature-map variance builds up within a stage and falls back at the start of the next", "Fig 9",
-         decide=("variance_buildup_resnet", "variance_reset_resnet", "variance_buildup_alternet", "variance_reset_alternet")),
+         decide=("variance_buildup_resnet", "variance_reset_downsampling_resnet", "variance_buildup_alternet",
+                 "variance_reset_downsampling_alternet"),
+         ours=("variance_reset_resnet", "variance_reset_alternet")),
 )
 
 # the lesion contrasts the chapter tests: (id, role, contrast of lib.analysis.stages.lesion_contrasts, claim)
@@ -76,6 +78,20 @@ def _share_true(values: pd.Series) -> tuple[float, int, int]:
     return (float(values.mean()) if len(values) else math.nan), int(values.sum()), len(values)
 
 
+def _share_with_ties(table: pd.DataFrame) -> tuple[float, tuple[float, float] | None, str]:
+    """Share of stages whose start costs most, ties counted against; with ties, the interval from against to for.
+
+    A tie is neither a win nor a loss, so a check that a tie could decide must come out
+    inconclusive: the interval (ties against, ties for) straddles the threshold exactly then.
+    """
+    compared = table[table["start_costliest"].notna() | table["tie"].astype(bool)]
+    wins, ties, total = int((compared["start_costliest"] == 1.0).sum()), int(compared["tie"].sum()), len(compared)
+    if not total:
+        return math.nan, None, "0 of 0"
+    words = f"{wins} of {total}" + (f", {ties} tied" if ties else "")
+    return wins / total, ((wins / total, (wins + ties) / total) if ties else None), words
+
+
 def checks(
     contrasts: pd.DataFrame,
     costliest: pd.DataFrame,
@@ -94,7 +110,8 @@ def checks(
         costliest: ``lib.analysis.stages.costliest_by_stage`` of each model, with a ``role`` column.
         blocks: ``lib.analysis.stages.block_contrasts`` of each model, with a ``role`` column.
         growth: ``lib.analysis.variance.stage_growth`` of each model, with a ``role`` column.
-        resets: ``lib.analysis.stages.variance_resets`` of each model, with a ``role`` column.
+        resets: ``lib.analysis.stages.variance_resets`` of each model at both places a stage can
+            start, with ``role`` and ``at`` columns (a frame without ``at`` is the ``"preserving"`` one).
         budgets: ``"lesion"``, ``"cka"`` and ``"variance"`` → role → ``lib.verdict.budget``.
         start_share: Least share of ResNet stages whose start unit costs most when removed.
         every: Least share of stages (boundaries) where the variance builds up (resets): all.
@@ -102,12 +119,13 @@ def checks(
     out = {}
     for key, role, name, claim in LESION_CONTRASTS:
         if name == "start_vs_rest":
-            value, n, total = _share_true(costliest.loc[costliest["role"] == role, "start_costliest"])
+            value, interval, words = _share_with_ties(costliest[costliest["role"] == role])
             out["start_costliest_resnet"] = Check(
                 claim="ResNet: the unit at the start of a stage matters most",
-                statistic=f"share of stages in which no unit's removal costs more accuracy than the first "
-                          f"shape-preserving unit's — {n} of {total}",
-                value=value, op=">=", threshold=start_share, budget=budgets["lesion"][role])
+                statistic=f"share of stages in which the first shape-preserving unit's removal costs strictly more "
+                          f"accuracy than any other unit's (a tie gives a range: counted against to counted for) — {words}",
+                value=value, op=">=", threshold=start_share, interval=interval, interval_kind="range over ties",
+                budget=budgets["lesion"][role])
         row = _row(contrasts, role, "contrast", name)
         out[key] = Check(
             claim=claim,
@@ -125,11 +143,16 @@ def checks(
             key = f"cka_blocks_{role}" if form == "plain" else f"cka_blocks_matched_{role}"
             out[key] = Check(claim=claim, statistic=words, value=row["value"], op=">", threshold=0.0,
                              interval=_interval(row["lo"], row["hi"]), budget=budgets["cka"][role])
+    at = resets["at"] if "at" in resets else pd.Series("preserving", index=resets.index)
     variance_rules = [
         ("variance_buildup", growth, "grows", "feature-map variance builds up within every stage",
          "share of stages whose last unit's variance exceeds the first shape-preserving unit's"),
-        ("variance_reset", resets, "resets", "feature-map variance falls back at the start of every stage",
-         "share of stage starts whose variance is below the previous stage's last unit's"),
+        ("variance_reset_downsampling", resets[at == "downsampling"], "resets",
+         "feature-map variance falls back at the block that opens each stage",
+         "share of stage starts whose downsampling block's variance is below the previous stage's last unit's"),
+        ("variance_reset", resets[at == "preserving"], "resets",
+         "feature-map variance is still down at each stage's first shape-preserving unit",
+         "share of stage starts whose first shape-preserving unit's variance is below the previous stage's last unit's"),
     ]
     for role in ("resnet", "alternet"):
         for tag, frame, column, claim, words in variance_rules:
