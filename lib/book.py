@@ -4,6 +4,7 @@
 ``pytest --nbval chapters/`` checks); any other profile executes a copy of the book under
 ``_build/<profile>/`` and builds that, leaving the committed chapters untouched. ``--profile
 paper`` on a machine without a GPU prints the estimated time and stops unless given ``--yes``.
+What training costs (``python -m lib.cost``) is :mod:`lib.cost`.
 ``python -m lib.book stage NAME -- CMD…`` runs one stage of ``make test`` and prints its wall time.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from lib import verdict
 from lib.chapters import CHAPTER_RUNS
+from lib.cost import estimate_training_seconds  # noqa: F401  (called by run; tests replace it here)
 from lib.paths import CHAPTERS, REPO, chapter_paths  # noqa: F401  (chapter_paths: part of this module's interface)
 BOOK_FILES = ("intro.md", "ledger.md", "bibliography.md", "references.bib", "_config.yml", "_toc.yml")
 def glue_values(prefix: str, values: dict) -> None:
@@ -88,45 +90,6 @@ def tidy_executed(notebook: Path) -> None:
                 tags.append(tag)
                 break
     nbformat.write(nb, str(notebook))
-
-
-def estimate_training_seconds(profile: str, roles=("resnet", "vit", "alternet"), *, device: str = "auto",
-                              batch: int = 4, steps: int = 2) -> dict[str, float]:
-    """Seconds to train each role's model under ``profile`` here, from a few timed steps of a tiny batch.
-
-    A lower bound for the whole profile: the chapters train more than the cast (data fractions,
-    seeds, variants), and small batches use a device less well than real ones do.
-    """
-    import torch
-
-    import contextlib
-
-    from lib import models, profiles, runs, train
-
-    prof = profiles.get(profile)
-    dev = train.resolve_device(device)
-    out = {}
-    for role in roles:
-        model = runs.build(role, prof.name).to(dev).train()
-        if dev.type == "cpu":  # as the engine trains on a CPU
-            model = model.to(memory_format=torch.channels_last)
-        explicit = models.explicit_attention(model, kinds=models.SLOW_FUSED_ON_CPU) if dev.type == "cpu" else contextlib.nullcontext()
-        opt = torch.optim.AdamW(model.parameters(), lr=prof.recipe.lr)
-        x = torch.randn(batch, 3, 32, 32, device=dev)
-        y = torch.randint(0, 10, (batch,), device=dev)
-        times = []
-        with explicit:
-            for _ in range(steps + 1):
-                tic = time.perf_counter()
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=train.mixed_precision(dev)):
-                    loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                times.append(time.perf_counter() - tic)
-        per_image = min(times[1:]) / batch
-        out[role] = per_image * 50_000 * prof.recipe.epochs
-    return out
 
 
 def _human(seconds: float) -> str:

@@ -837,6 +837,7 @@ def paper_loader(
     drop_last: bool = False,
     pin_memory: bool = False,
     start_batch: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> torch.utils.data.DataLoader:
     """One epoch of :class:`AugmentedCIFAR` batches in a seeded random order.
 
@@ -856,19 +857,42 @@ def paper_loader(
         drop_last: drop the last incomplete batch.
         pin_memory: pin batches for faster copies to a GPU.
         start_batch: skip the first batches of the epoch without augmenting them (resuming).
+        shard: ``(rank, processes)``: yield only this process's equal share of each batch (rank
+            ``r`` gets images ``r·B/P … (r+1)·B/P − 1`` of it), for data-parallel training; the
+            shares of all processes, concatenated in rank order, are the batches of ``(0, 1)``.
 
     Returns:
-        A DataLoader yielding (uint8 [B, 3, 32, 32], int64 [B]).
+        A DataLoader yielding (uint8 [B, 3, 32, 32], int64 [B]), B = ``batch_size / processes``.
     """
     augmented = AugmentedCIFAR(images, labels, seed=seed, epoch=epoch, dataset=dataset, randaugment=randaugment)
     order_seed, worker_seed = _seed_words(_ORDER, seed, epoch)
     order = torch.randperm(len(augmented), generator=torch.Generator().manual_seed(order_seed))
+    if tuple(shard) == (0, 1):
+        sampler, per_batch = order[start_batch * batch_size :].tolist(), batch_size
+    else:
+        sampler, per_batch = _shard_order(order, batch_size, shard, drop_last=drop_last, start_batch=start_batch)
     return torch.utils.data.DataLoader(
         augmented,
-        batch_size=batch_size,
-        sampler=order[start_batch * batch_size :].tolist(),
+        batch_size=per_batch,
+        sampler=sampler,
         num_workers=num_workers,
         drop_last=drop_last,
         pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(worker_seed),  # worker seeds, without touching the global RNG
     )
+
+
+def _shard_order(order: torch.Tensor, batch_size: int, shard: tuple[int, int], *, drop_last: bool,
+                 start_batch: int) -> tuple[list[int], int]:
+    """The indices of one process's share of each whole batch of ``order``, and the share's size."""
+    rank, processes = shard
+    if not (isinstance(processes, int) and isinstance(rank, int) and processes >= 1 and 0 <= rank < processes):
+        raise ValueError(f"shard={tuple(shard)!r}: need (rank, processes) with 0 ≤ rank < processes")
+    if batch_size % processes:
+        raise ValueError(f"batch_size={batch_size} does not split evenly over {processes} processes; "
+                         f"use a multiple of {processes}")
+    if not drop_last:
+        raise ValueError("shard needs drop_last=True: an incomplete last batch cannot be split evenly")
+    batches, per_batch = len(order) // batch_size, batch_size // processes
+    mine = order[: batches * batch_size].view(batches, processes, per_batch)[start_batch:, rank]
+    return mine.flatten().tolist(), per_batch

@@ -13,6 +13,10 @@ Command line::
     python -m lib.runs train resnet vit alternet --profile cpu [--seed 0] [--fraction 1.0] [--set epochs=8 local=3]
     python -m lib.runs list [--profile cpu]
     python -m lib.runs add-init resnet vit alternet --profile cpu   # runs trained before init snapshots
+    torchrun --standalone --nproc_per_node=4 -m lib.runs train vit --profile paper   # data-parallel over 4 GPUs
+
+Under torchrun the processes train each run together (:mod:`lib.distributed`); rank 0 alone
+writes its snapshots and checkpoint, and the others load it once it is whole.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lib import data, metrics, models, profiles, storage, train
+from lib import data, distributed, metrics, models, profiles, storage, train
 from lib.paths import REPO, checkpoint_root, runs_root, smoke_root, training_enabled  # noqa: F401  (re-exported)
 
 KEY_VERSION = 1
@@ -272,18 +276,21 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
     run_spec = spec(role, prof.name, seed=seed, fraction=fraction, **overrides)
     recipe_over, _ = _split_overrides(overrides)
     recipe = _recipe(prof, recipe_over)
-    # a profile may train on a share of the data (smoke); a run's own fraction is a share of that
-    train_set = data.load(prof.dataset, "train", fraction=fraction * prof.train_fraction, seed=seed)
+    distributed.setup(train.resolve_device(device))  # under torchrun: join the other processes now
+    with distributed.main_first():  # one process decodes (or downloads) the data set into its cache
+        # a profile may train on a share of the data (smoke); a run's own fraction is a share of that
+        train_set = data.load(prof.dataset, "train", fraction=fraction * prof.train_fraction, seed=seed)
+        test_set = data.load(prof.dataset, "test", fraction=prof.test_fraction, seed=0)
     if prof.name == "smoke" and len(train_set[0]) < recipe.batch_size:  # smoke only proves the path runs:
         recipe = dataclasses.replace(recipe, batch_size=len(train_set[0]))  # a tiny fraction gets one small batch
-    test_set = data.load(prof.dataset, "test", fraction=prof.test_fraction, seed=0)
     monitor_set = _monitor_set(test_set, fraction)
     model = build(role, prof.name, seed=seed, **overrides)
     state_path = runs_root(prof.name) / folder.name / "state.pt"
     warmup_path = runs_root(prof.name) / folder.name / "warmup.safetensors"
     init_path = runs_root(prof.name) / folder.name / "init.safetensors"
     if not state_path.exists():  # the very weights this run starts from (a resume keeps the first start's)
-        storage.save_weights(model.state_dict(), init_path)
+        if distributed.is_main():
+            storage.save_weights(model.state_dict(), init_path)
     elif not init_path.exists():
         raise storage.CorruptFileError(
             f"{state_path} resumes a run whose init snapshot {init_path} is missing (started by older code). "
@@ -293,13 +300,16 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
         if epoch == recipe.warmup_epochs:
             storage.save_weights(net.state_dict(), warmup_path)
 
-    if progress:
-        print(f"training {role} ({run_spec['model']}, profile {prof.name}, seed {seed}, fraction {fraction}) → {folder}",
-              file=sys.stderr, flush=True)
+    if progress and distributed.is_main():
+        print(f"training {role} ({run_spec['model']}, profile {prof.name}, seed {seed}, fraction {fraction}) → {folder}"
+              + (f" on {distributed.world_size()} processes" if distributed.world_size() > 1 else ""), file=sys.stderr, flush=True)
     tic = time.time()
     sha_at_start = _git_sha()[0]
     history = train.fit(model, recipe, train_set, monitor_set, seed=seed, num_classes=data.NUM_CLASSES[prof.dataset],
                         dataset=prof.dataset, state_path=state_path, on_epoch_end=snapshot, device=device, progress=progress)
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 writes the checkpoint below; then every process loads it
+        return
     wall = sum(h["seconds"] for h in history)
     final = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if recipe.warmup_epochs == 0:
@@ -327,7 +337,8 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
         "history": history,
         "init": {"how": "saved as training started"},
         "provenance": provenance(prof.dataset, wall_seconds=wall, elapsed_seconds=time.time() - tic,
-                                 device=str(train.resolve_device(device)), git_sha_at_start=sha_at_start),
+                                 device=str(train.resolve_device(device)), git_sha_at_start=sha_at_start,
+                                 **({"processes": distributed.world_size()} if distributed.world_size() > 1 else {})),
     }
     if (folder / "meta.json").exists():  # a metrics-only record of the same run (e.g. a sweep's): this run supersedes it
         earlier = storage.load_json(folder / "meta.json")
@@ -338,6 +349,7 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
         os.replace(folder, folder.with_name(folder.name + ".superseded"))
     os.replace(staged, folder)  # the checkpoint appears whole or not at all
     _finish_supersede(folder)
+    distributed.barrier()  # the other processes (under torchrun) may load it now
 
 
 MONITOR_IMAGES = 2000
@@ -523,7 +535,8 @@ def main(argv=None) -> None:
         os.environ["BOOK_TRAINING"] = "on"
         for role in args.roles:
             model = trained(role, args.profile, seed=args.seed, fraction=args.fraction, device=args.device, **_parse_set(args.set))
-            print(json.dumps({"role": role, "dir": model.book_run["dir"], "test": model.book_run["test"]}, indent=1), flush=True)
+            if distributed.is_main():
+                print(json.dumps({"role": role, "dir": model.book_run["dir"], "test": model.book_run["test"]}, indent=1), flush=True)
     else:
         for run in committed(args.profile):
             t = run["test"]["final"]

@@ -8,6 +8,9 @@ marked ``keep`` is analysed further and keeps its committed weights; the others 
 ``meta.json`` (metrics, curves, provenance) in ``data/checkpoints/``: their weights are moved to
 the git-ignored ``data/runs/`` so that the repository stays small.
 ``python -m lib.sweeps status 04_alternet`` prints the list of what is still to run.
+``--shard I/N`` trains only the I-th of N disjoint parts of the sweep (one part per machine; the
+results merge by copying run folders, see :func:`shard`); under ``torchrun`` the processes train
+each run together and rank 0 alone prunes and prints.
 
 :func:`results` reads every run's final test metrics into one table (under ``smoke`` it trains them on
 the fly), and :func:`summary` gives mean ± std over seeds, which :func:`record` writes to
@@ -26,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib import chapters, profiles, runs, storage
+from lib import chapters, distributed, profiles, runs, storage, train
 from lib.chapters.base import Sweep
 
 __all__ = ["Run", "budget", "has_sweep", "plan", "size", "pending", "shard", "parse_shard", "results", "epochs_of", "summary",
@@ -275,22 +278,30 @@ def main(argv=None) -> None:
         _status(args.chapter, args.profile)
         return
     os.environ["BOOK_TRAINING"] = "on"
-    for r in plan(args.chapter, args.profile):  # finished runs may still hold weights to prune
-        prune(r, args.profile)
-    todo = pending(args.chapter, args.profile)
+    distributed.setup(train.resolve_device("auto"))  # under torchrun: join the others, so that the processes decide together
+    lead = distributed.is_main()  # every process trains each run; rank 0 alone moves files and prints
+    todo = distributed.broadcast(pending(args.chapter, args.profile))  # rank 0's list, the same for all
+    if lead:
+        for r in plan(args.chapter, args.profile):  # finished runs may still hold weights to prune
+            prune(r, args.profile)
     if part:
         mine = {r.folder(args.profile) for r in shard(args.chapter, args.profile, *part)}
         todo = [r for r in todo if r.folder(args.profile) in mine]
-        print(f"shard {part[0]}/{part[1]}: {len(mine)} runs of the sweep, {len(todo)} still to train here", flush=True)
+        if lead:
+            print(f"shard {part[0]}/{part[1]}: {len(mine)} runs of the sweep, {len(todo)} still to train here", flush=True)
     for i, r in enumerate(todo):
-        if (args.max_runs is not None and i >= args.max_runs) or (args.stop_file and Path(args.stop_file).exists()):
+        stop = (args.max_runs is not None and i >= args.max_runs) or bool(args.stop_file and Path(args.stop_file).exists())
+        if distributed.broadcast(stop):
             break
         tic = time.time()
         model = runs.trained(r.role, args.profile, **r.kwargs)
-        prune(r, args.profile)
-        print(f"done: {r.group}, {r.label}, {r.role}, seed {r.seed}: accuracy {model.book_run['test']['final']['accuracy']:.4f} "
-              f"in {(time.time() - tic) / 60:.1f} min → {r.folder(args.profile).name}", flush=True)
-    _status(args.chapter, args.profile)
+        distributed.barrier()  # every process has loaded the run's weights before rank 0 moves them
+        if lead:
+            prune(r, args.profile)
+            print(f"done: {r.group}, {r.label}, {r.role}, seed {r.seed}: accuracy {model.book_run['test']['final']['accuracy']:.4f} "
+                  f"in {(time.time() - tic) / 60:.1f} min → {r.folder(args.profile).name}", flush=True)
+    if lead:
+        _status(args.chapter, args.profile)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,12 @@ on a CPU with the same number of threads (recorded in the state; a resume warns 
 On CUDA, non-deterministic kernels make a resumed run close to, not identical with, an
 uninterrupted one. Mixed precision: bf16 autocast (channels_last on CPU) on CUDA and on CPUs with
 native bf16; fp32 elsewhere (:func:`mixed_precision`).
+
+Started by ``torchrun`` as one of several processes, ``fit`` trains data-parallel
+(:mod:`lib.distributed`): every process draws the same global batch order and augmentation, keeps
+its equal share of each global batch (Mixup/CutMix pairs across the whole batch, as in one
+process), gradients are averaged over processes, and only rank 0 evaluates, saves and calls
+back. Outside torchrun none of this runs.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from lib import data, metrics, models, storage
+from lib import data, distributed, metrics, models, storage
 from lib.profiles import Recipe
 
 
@@ -93,19 +99,26 @@ def _soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
 
 
 class _Batches:
-    """The batches of one epoch, from position ``start`` on: (normalised images, targets)."""
+    """The batches of one epoch, from position ``start`` on: (normalised images, targets).
+
+    Under torchrun each process gets its share of every global batch, augmented and mixed as
+    the whole batch would be in one process.
+    """
 
     def __init__(self, recipe, images, labels, num_classes, dataset, seed, epoch, device):
         self.recipe, self.images, self.labels = recipe, images, labels
         self.num_classes, self.dataset, self.seed, self.epoch, self.device = num_classes, dataset, seed, epoch, device
         self.steps = len(images) // recipe.batch_size
+        self.rank, self.world = distributed.rank(), distributed.world_size()
 
     def __call__(self, start: int):
         r = self.recipe
         if r.augment == "paper":
+            # RandAugment runs in this process's workers on its share only; the shares are gathered below
+            shard = {"shard": (self.rank, self.world)} if self.world > 1 else {}
             source = data.paper_loader(
                 self.images, self.labels, r.batch_size, seed=self.seed, epoch=self.epoch, dataset=self.dataset,
-                num_workers=r.num_workers, randaugment=r.randaugment, drop_last=True, start_batch=start,
+                num_workers=r.num_workers, randaugment=r.randaugment, drop_last=True, start_batch=start, **shard,
             )
         else:
             order = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(step_seed(self.seed, self.epoch)))
@@ -114,6 +127,8 @@ class _Batches:
                 for idx in (order[s * r.batch_size : (s + 1) * r.batch_size] for s in range(start, self.steps))
             )
         for step, (x, y) in enumerate(source, start=start):
+            if self.world > 1 and r.augment == "paper":
+                x, y = distributed.gather(x), distributed.gather(y)  # the whole global batch, in one-process order
             g = torch.Generator().manual_seed(step_seed(self.seed, self.epoch, step))
             if r.augment == "crop_flip":
                 x = data.random_crop_flip(x, padding=4, generator=g)
@@ -125,6 +140,9 @@ class _Batches:
                 )
             else:
                 target = y
+            if self.world > 1:  # this process's share of the global batch
+                share = slice(self.rank * len(x) // self.world, (self.rank + 1) * len(x) // self.world)
+                x, target, y = x[share], target[share], y[share]
             yield step, x.to(self.device), target.to(self.device), y
 
 
@@ -144,6 +162,14 @@ class _Totals:
     seconds: float = 0.0
 
 
+def _summed(totals: _Totals) -> _Totals:
+    """The epoch's running sums over every process (under torchrun); the time is this process's own."""
+    if distributed.world_size() == 1:
+        return totals
+    loss_sum, correct, seen = distributed.all_sum([totals.loss_sum, totals.correct, totals.seen])
+    return _Totals(loss_sum, int(correct), int(seen), totals.seconds)
+
+
 def _save_state(path: Path, model, optimizer, position: Position, history: list, totals: _Totals) -> None:
     storage.save_torch(
         {
@@ -153,6 +179,7 @@ def _save_state(path: Path, model, optimizer, position: Position, history: list,
             "history": history,
             "totals": dataclasses.asdict(totals),
             "threads": torch.get_num_threads(),
+            **({"processes": distributed.world_size()} if distributed.world_size() > 1 else {}),
         },
         path,
     )
@@ -184,15 +211,26 @@ def fit(
         state_path: resume state (fp32 weights, optimiser, position, history). If it exists,
             training resumes from it; it is rewritten every ``recipe.save_every`` steps and at
             every epoch end.
-        on_epoch_end: called as ``f(epoch, model, history)`` after each epoch (snapshots).
+        on_epoch_end: called as ``f(epoch, model, history)`` after each epoch (snapshots); under
+            torchrun on rank 0 only, which alone writes files.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         progress: show a text progress bar on stderr.
         stop_after: stop (after saving) once this position is reached (tests of resumption).
 
+    Under torchrun (``WORLD_SIZE`` > 1) the processes train one model data-parallel on the same
+    global ``recipe.batch_size``, each on its share; rank 0 alone evaluates, writes ``state_path``
+    and calls ``on_epoch_end``; every process returns the same history.
+
     Raises:
         FloatingPointError: the loss became NaN or infinite (names the epoch and step).
+        ValueError: the batch does not split evenly over the torchrun processes.
     """
-    device = resolve_device(device)
+    device = distributed.setup(resolve_device(device))  # unchanged outside torchrun
+    rank, world = distributed.rank(), distributed.world_size()
+    if recipe.batch_size % world:
+        raise ValueError(f"batch_size={recipe.batch_size} does not split evenly over {world} processes: "
+                         f"use a batch size divisible by {world}, or another --nproc_per_node")
+    progress = progress and rank == 0
     images, labels = train
     steps_per_epoch = len(images) // recipe.batch_size
     if steps_per_epoch < 1:
@@ -213,10 +251,18 @@ def fit(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         position, history, totals = Position(*state["position"]), state["history"], _Totals(**state["totals"])
+        if rank > 0:  # the saved sums are every process's: rank 0 carries them, the epoch's end adds the others'
+            totals = _Totals(seconds=totals.seconds)
         if state["threads"] != torch.get_num_threads():
             warnings.warn(f"resuming with {torch.get_num_threads()} threads, saved with {state['threads']}: "
                           "the run will not be bit-identical to an uninterrupted one", stacklevel=2)
-    step_fn = torch.compile(model) if recipe.compile else model
+        if state.get("processes", 1) != world:
+            warnings.warn(f"resuming with {world} process(es), saved with {state.get('processes', 1)}: the run will not "
+                          "be bit-identical to an uninterrupted one (batch statistics are per process)", stacklevel=2)
+    step_fn = model
+    if world > 1:  # averages gradients over the processes; its constructor copies rank 0's weights to all
+        step_fn = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    step_fn = torch.compile(step_fn) if recipe.compile else step_fn
     bf16 = mixed_precision(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
@@ -237,7 +283,7 @@ def fit(
                 global_step = epoch * steps_per_epoch + step
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(recipe, global_step, steps_per_epoch)
-                torch.manual_seed(step_seed(seed, epoch, step))  # dropout / drop-path
+                torch.manual_seed(step_seed(seed, epoch, step) + rank & (2**63 - 1))  # dropout / drop-path, per process
                 if device.type == "cpu":
                     x = x.contiguous(memory_format=torch.channels_last)
                 with autocast:
@@ -262,33 +308,40 @@ def fit(
                 done = Position(epoch, step + 1)
                 if state_path and ((step + 1) % recipe.save_every == 0 or done == stop_after) and step + 1 < steps_per_epoch:
                     totals.seconds = time.perf_counter() - tic
-                    _save_state(state_path, model, optimizer, done, history, totals)
+                    summed = _summed(totals)  # every process takes part; rank 0 writes
+                    if rank == 0:
+                        _save_state(state_path, model, optimizer, done, history, summed)
                 if stop_after and done == stop_after:
                     bar.close()
                     return history
             bar.close()
             train_time = time.perf_counter() - tic
-            loss_sum, correct, seen = totals.loss_sum, totals.correct, totals.seen
-            with autocast:  # a curve, not a result: where bf16 is native it scores 2× faster; committed metrics are fp32
-                scores = metrics.evaluate(model, *test)
-            history.append({
-                "epoch": epoch + 1,
-                "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": loss_sum / max(seen, 1),
-                "train_accuracy": correct / max(seen, 1),
-                **{f"test_{k}": v for k, v in scores.items()},
-                "seconds": train_time,
-                "images_per_second": seen / train_time if train_time else float("nan"),
-                "precision": "bf16" if bf16 else "fp32",
-            })
+            summed = _summed(totals)
+            loss_sum, correct, seen = summed.loss_sum, summed.correct, summed.seen
+            entry = None
+            if rank == 0:
+                with autocast:  # a curve, not a result: where bf16 is native it scores 2× faster; committed metrics are fp32
+                    scores = metrics.evaluate(model, *test)
+                entry = {
+                    "epoch": epoch + 1,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "train_loss": loss_sum / max(seen, 1),
+                    "train_accuracy": correct / max(seen, 1),
+                    **{f"test_{k}": v for k, v in scores.items()},
+                    "seconds": train_time,
+                    "images_per_second": seen / train_time if train_time else float("nan"),
+                    "precision": "bf16" if bf16 else "fp32",
+                    **({"processes": world} if world > 1 else {}),
+                }
+            history.append(distributed.broadcast(entry))
             if progress:
                 h = history[-1]
                 print(f"epoch {epoch + 1}/{recipe.epochs}: loss {h['train_loss']:.3f}, test acc {h['test_accuracy']:.4f}, "
                       f"nll {h['test_nll']:.3f}, {h['images_per_second']:.0f} img/s", file=sys.stderr, flush=True)
-            if on_epoch_end:
+            if on_epoch_end and rank == 0:
                 on_epoch_end(epoch + 1, model, history)
             position = Position(epoch + 1, 0)
-            if state_path:
+            if state_path and rank == 0:
                 _save_state(state_path, model, optimizer, position, history, _Totals())
             if stop_after and position == stop_after:
                 return history

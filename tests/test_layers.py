@@ -10,9 +10,9 @@ from pathlib import Path
 from lib import cache
 
 LIB = Path(__file__).resolve().parents[1] / "lib"
-SCIENCE = ("lib.data", "lib.models", "lib.analysis", "lib.metrics", "lib.train", "lib.storage", "lib.paths")
+SCIENCE = ("lib.data", "lib.models", "lib.analysis", "lib.metrics", "lib.train", "lib.distributed", "lib.storage", "lib.paths")
 BOOK_LAYER = ("lib.runs", "lib.cache", "lib.verdict", "lib.claims", "lib.ledger", "lib.differences", "lib.book",
-              "lib.sweeps", "lib.yours", "lib.plots")
+              "lib.sweeps", "lib.yours", "lib.plots", "lib.cost")
 
 
 def _module_name(path: Path) -> str:

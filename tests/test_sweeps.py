@@ -1,6 +1,8 @@
 """Chapter 4's sweep: the declared runs, what is still to run, pruning to metrics only, mean ± std."""
 
 import math
+import shutil
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -134,3 +136,35 @@ def test_a_bad_shard_is_a_clear_error():
             sweeps.parse_shard(bad)
     with pytest.raises(ValueError, match="1 ≤ I ≤ N"):
         sweeps.shard("04_alternet", "cpu", 0, 2)
+
+
+def test_the_run_command_trains_its_shard_only_and_machines_merge_by_copying_run_folders(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BOOK_TRAINING", "off")  # the command switches training on; monkeypatch restores this
+    trained = []
+
+    def fake_trained(role, profile, **kwargs):  # records the run and leaves the metrics file a real run leaves
+        run = next(r for r in sweeps.plan("04_alternet", profile) if r.role == role and r.kwargs == kwargs)
+        storage.save_json({"test": {"final": {"accuracy": 0.5}}}, run.folder(profile) / "meta.json")
+        trained.append(run.folder(profile).name)
+        return SimpleNamespace(book_run={"test": {"final": {"accuracy": 0.5}}})
+
+    monkeypatch.setattr(runs, "trained", fake_trained)
+    for index, machine in ((1, "a"), (2, "b")):  # two machines, each with its own folders
+        monkeypatch.setenv("BOOK_SMOKE_CACHE", str(tmp_path / machine))
+        trained.clear()
+        sweeps.main(["run", "04_alternet", "--profile", "smoke", "--shard", f"{index}/2"])
+        mine = [r.folder("smoke").name for r in sweeps.shard("04_alternet", "smoke", index, 2)]
+        assert trained == mine and f"shard {index}/2: {len(mine)} runs of the sweep, {len(mine)} still to train here" in capsys.readouterr().out
+        trained.clear()
+        sweeps.main(["run", "04_alternet", "--profile", "smoke", "--shard", f"{index}/2"])  # again: nothing left to train
+        assert trained == []
+    assert len(sweeps.pending("04_alternet", "smoke")) == sweeps.size("04_alternet", "smoke") - len(mine)
+    shutil.copytree(tmp_path / "b" / "checkpoints", tmp_path / "a" / "checkpoints", dirs_exist_ok=True)  # the merge
+    monkeypatch.setenv("BOOK_SMOKE_CACHE", str(tmp_path / "a"))
+    assert sweeps.pending("04_alternet", "smoke") == []
+
+
+def test_a_bad_shard_on_the_command_line_names_it_and_the_valid_form(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        sweeps.main(["run", "04_alternet", "--shard", "3/2"])
+    assert exit_.value.code == 2 and "--shard '3/2': need 1 ≤ I ≤ N" in capsys.readouterr().err
