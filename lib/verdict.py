@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 from torch import nn
 
-from lib import paths, runs, storage
+from lib import paths, profiles, runs, storage
 
 __all__ = ["OPS", "OUTCOMES", "HOLDS", "INCONCLUSIVE", "CONTRADICTED", "Check", "Part", "budget", "record", "results_path", "load",
            "load_parts", "tally", "glance", "badge"]
@@ -215,7 +215,7 @@ def record(chapter: str, profile: str, checks: Mapping[str, Check], *, parts: Se
         stray, twice = set(checks) - set(claimed), {key for key in claimed if claimed.count(key) > 1}
         if stray or twice:
             raise ValueError(f"each check belongs to exactly one part: not in any {sorted(stray)}, in several {sorted(twice)}")
-    dataset = "cifar10"
+    dataset = profiles.get(profile).dataset  # the data the profile trains and measures on (paper: CIFAR-100)
     document = {
         "schema": SCHEMA,
         "chapter": chapter,

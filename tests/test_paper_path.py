@@ -204,4 +204,5 @@ def test_chapter_2_analyses_run_on_the_toy_paper_cast_to_a_verdict_file(toy_pape
     written = json.loads((toy_paper["tmp"] / "results" / "paper" / f"{spec.CHAPTER}.json").read_text())
     assert {c["id"] for c in written["checks"]} == set(checks)
     assert all(c["budget"]["profile"] == "paper" and c["budget"]["epochs"] == [2] for c in written["checks"])
+    assert written["provenance"]["data_source"] == data.source("cifar100")  # the profile's data, not CIFAR-10's
     assert sorted(p.name for p in (toy_paper["tmp"] / "results" / "paper" / "cache" / spec.CHAPTER).glob("*.json"))
