@@ -1,4 +1,5 @@
-"""Statistics over training runs that the chapters' checks share: t-intervals over seeds, paired gaps, shortfalls.
+"""Statistics over training runs that the chapters' checks share: t-intervals over seeds, checks replicated over
+seeds, paired gaps, shortfalls.
 
 Each chapter's checks themselves live in its spec, ``lib.chapters.<name>``.
 """
@@ -6,10 +7,13 @@ Each chapter's checks themselves live in its spec, ``lib.chapters.<name>``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pandas as pd
 
-__all__ = ["T_LEVEL", "t_interval", "paired_gaps", "gap_outcome", "shortfalls", "percent", "sweep_budget"]
+from lib.verdict import Check
+
+__all__ = ["T_LEVEL", "t_interval", "over_seeds", "paired_gaps", "gap_outcome", "shortfalls", "percent", "sweep_budget"]
 
 T_LEVEL = 0.95  # coverage of the t-intervals over seeds
 
@@ -29,6 +33,58 @@ def t_interval(values, *, level: float = T_LEVEL) -> tuple[float, float, float]:
         return mean, mean, mean
     lo, hi = stats.t.interval(level, len(values) - 1, loc=mean, scale=sem)
     return mean, float(lo), float(hi)
+
+
+SEED_INTERVAL = "95 % interval over seeds"
+
+
+def over_seeds(per_seed: Mapping[int, Mapping[str, Check]], *, level: float = T_LEVEL) -> dict[str, Check]:
+    """Each check replicated over training seeds: the mean of its per-seed values, with a t-interval over seeds.
+
+    The claims are about architectures, so the variation that matters is from one training run
+    to the next; each seed's own interval (over images or batches) is left out of the verdict,
+    and its value kept as a replicate. One seed gives its checks back unchanged: there is
+    nothing to replicate. A seed whose value is NaN makes the mean NaN (the check is then
+    inconclusive), and so does a t-interval of fewer than two seeds.
+
+    Args:
+        per_seed: Seed → that seed's checks by id (a chapter spec's ``checks``), the same ids,
+            claims and rules for every seed.
+        level: Coverage of the t-interval.
+
+    Raises:
+        ValueError: no seeds, or seeds whose checks differ in ids, claims or rules.
+    """
+    if not per_seed:
+        raise ValueError("over_seeds needs the checks of at least one seed")
+    seeds = sorted(per_seed)
+    if len(seeds) == 1:
+        return dict(per_seed[seeds[0]])
+    first = per_seed[seeds[0]]
+    for seed in seeds[1:]:
+        other = per_seed[seed]
+        if list(other) != list(first):
+            raise ValueError(f"seed {seed} has checks {list(other)}, seed {seeds[0]} has {list(first)}")
+        for key, check in other.items():
+            ref = first[key]
+            if (check.claim, check.op, check.threshold) != (ref.claim, ref.op, ref.threshold):
+                raise ValueError(f"check {key!r} differs between seeds {seeds[0]} and {seed}: "
+                                 f"{ref.claim!r} {ref.op} {ref.threshold} against {check.claim!r} {check.op} {check.threshold}")
+    out = {}
+    for key, ref in first.items():
+        values = [float(per_seed[seed][key].value) for seed in seeds]
+        if any(math.isnan(v) for v in values):
+            mean, lo, hi = math.nan, math.nan, math.nan
+        else:
+            mean, lo, hi = t_interval(values, level=level)
+        shown = ", ".join(f"{seed}: {v:.3g}" for seed, v in zip(seeds, values))
+        texts = {per_seed[seed][key].statistic for seed in seeds}  # per-seed counts ("— 3 of 4") differ: drop them
+        words = ref.statistic if len(texts) == 1 else ref.statistic.rsplit(" — ", 1)[0]
+        budget = {**ref.budget, "seeds": seeds}
+        out[key] = Check(claim=ref.claim, statistic=f"{words}; mean over seeds ({shown})", value=mean, op=ref.op,
+                         threshold=ref.threshold, interval=(lo, hi), budget=budget, note=ref.note,
+                         interval_kind=SEED_INTERVAL, replicates=tuple(zip(seeds, values)))
+    return out
 
 
 def paired_gaps(frame: pd.DataFrame, a: str = "alternet", b: str = "preresnet", *, level: float = T_LEVEL) -> pd.DataFrame:

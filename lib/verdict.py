@@ -49,8 +49,11 @@ class Check:
         budget: What the number was measured on (profile, models, epochs, data fraction, seeds,
             images); see :func:`budget`.
         note: Optional qualifier shown in the table (e.g. "partly: across stages only").
-        interval_kind: What ``interval`` is: a ``"95 % interval"`` (the default), or, for a
-            count that ties can move, the ``"range over ties"`` (ties counted against to for).
+        interval_kind: What ``interval`` is: a ``"95 % interval"`` (the default, over images or
+            batches of one run), a ``"95 % interval over seeds"`` (:func:`lib.claims.over_seeds`), or,
+            for a count that ties can move, the ``"range over ties"`` (ties counted against to for).
+        replicates: ``(seed, value)`` of each training seed a value over seeds was computed from;
+            empty for a check of one run.
     """
 
     claim: str
@@ -62,6 +65,7 @@ class Check:
     budget: dict = field(default_factory=dict)
     note: str = ""
     interval_kind: str = "95 % interval"
+    replicates: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self):
         if self.op not in OPS:
@@ -99,7 +103,7 @@ class Check:
     def resolution(self) -> float:
         """Half the interval's width: effects smaller than this cannot be told from the threshold (NaN without a
         95 % interval: a range over ties is not a sampling interval)."""
-        if self.interval is None or self.interval_kind != "95 % interval":
+        if self.interval is None or not self.interval_kind.startswith("95 % interval"):
             return math.nan
         lo, hi = self.interval
         return (hi - lo) / 2
@@ -121,6 +125,7 @@ class Check:
             "resolution": None if math.isnan(self.resolution) else float(self.resolution),
             "note": self.note,
             "budget": self.budget,
+            **({"replicates": [{"seed": seed, "value": float(v)} for seed, v in self.replicates]} if self.replicates else {}),
         }
 
 
