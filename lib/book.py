@@ -196,10 +196,10 @@ def run(profile: str, chapters: list[str] | None = None, *, device: str = "auto"
                 print(f"  {role:9s} {prof.model_name(role):12s} ≈ {_human(sec)} on this machine")
             print(f"  total ≥ {_human(sum(est.values()))} for the cast alone. Not started: pass --yes to run it here anyway.")
             return 0
-    if prof.name == "cpu":
+    if prof.name == "cpu" and seed == 0:
         root = REPO
-    else:
-        root = REPO / "_build" / prof.name
+    else:  # another profile, or a replicate training seed: a copy (its verdicts go to data/results/<profile>/seed<N>/)
+        root = REPO / "_build" / prof.name if seed == 0 else REPO / "_build" / f"seed{seed}" / prof.name
         if root.exists():
             shutil.rmtree(root)
         (root / "chapters").mkdir(parents=True)
@@ -213,13 +213,19 @@ def run(profile: str, chapters: list[str] | None = None, *, device: str = "auto"
     for notebook in chapter_paths(chapters):
         target = root / "chapters" / notebook.name
         try:
-            seconds = execute(target if prof.name != "cpu" else notebook, target, profile=prof.name, device=device, seed=seed,
+            seconds = execute(target if root != REPO else notebook, target, profile=prof.name, device=device, seed=seed,
                               recompute=recompute)
         except PapermillExecutionError as err:
             print(f"✗ {notebook.stem}: failed in cell {err.exec_count}: {err.ename}: {err.evalue}", flush=True)
             print(f"  the executed notebook with the error is {target}", flush=True)
             return 1
         print(f"✓ {notebook.stem}: {seconds:.0f} s", flush=True)
+    if seed != 0:  # a replicate seed's verdicts feed seed 0's chapters; the ledger and the site are seed 0's
+        from lib import paths
+
+        print(f"seed {seed}: verdicts under {paths.results_root(prof.name, seed)}; seed 0's chapters combine the seeds "
+              f"of lib.chapters.REPLICATES[{prof.name!r}]", flush=True)
+        return 0
     from lib import ledger
 
     for path in ledger.write(prof.name, root=root):

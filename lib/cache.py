@@ -50,9 +50,9 @@ class StaleCacheError(FileNotFoundError):
     """A cached analysis is missing or was made from other weights or parameters, and may not be rebuilt here."""
 
 
-def cache_root(profile: str) -> Path:
-    """Where cached analyses of ``profile`` live (a temporary folder for ``smoke``)."""
-    return paths.results_root(profile) / "cache"
+def cache_root(profile: str, seed: int = 0) -> Path:
+    """Where cached analyses of ``profile`` live (a temporary folder for ``smoke``); a replicate seed's in ``seed<N>/``."""
+    return paths.results_root(profile, seed) / "cache"
 
 
 def rebuild_command(chapter: str, profile: str) -> str:
@@ -268,11 +268,11 @@ class Cache:
                        models=[model], params={"images": len(images)})
     """
 
-    def __init__(self, chapter: str, profile: str, *, recompute: bool = False):
+    def __init__(self, chapter: str, profile: str, *, recompute: bool = False, seed: int = 0):
         self.chapter = chapter
         self.profile = profile
         self.recompute = bool(recompute)
-        self.folder = cache_root(profile) / chapter
+        self.folder = cache_root(profile, seed) / chapter  # a replicate training seed's entries apart, same names
         self.timings: dict[str, float] = {}  # name → seconds spent computing (0 on a hit)
 
     def path(self, name: str) -> Path:
@@ -412,12 +412,12 @@ def audit(profile: str = "cpu", chapters: Iterable[str] | None = None) -> list[F
     chapter that asks for the same analysis of the same snapshots hits. An entry whose model
     was built afresh (no snapshot named) fails: its key would depend on the CPU.
     """
-    root = cache_root(profile)
+    roots = [cache_root(profile), *sorted(paths.results_root(profile).glob("seed*/cache"))]  # replicate seeds too
     wanted = set(chapters) if chapters is not None else None
     checkpoints = paths.checkpoint_root(profile)
     prints: dict[str, str] = {}
     out = []
-    for path in sorted(root.glob("*/*.json")):
+    for path in [p for root in roots for p in sorted(root.glob("*/*.json"))]:
         chapter = path.parent.name
         if wanted is not None and chapter not in wanted:
             continue

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from lib.verdict import Check
+from lib.verdict import Check, load_checks
 
-__all__ = ["T_LEVEL", "t_interval", "over_seeds", "paired_gaps", "gap_outcome", "shortfalls", "percent", "sweep_budget"]
+__all__ = ["T_LEVEL", "t_interval", "over_seeds", "with_replicates", "paired_gaps", "gap_outcome", "shortfalls", "percent", "sweep_budget"]
 
 T_LEVEL = 0.95  # coverage of the t-intervals over seeds
 
@@ -85,6 +85,22 @@ def over_seeds(per_seed: Mapping[int, Mapping[str, Check]], *, level: float = T_
                          threshold=ref.threshold, interval=(lo, hi), budget=budget, note=ref.note,
                          interval_kind=SEED_INTERVAL, replicates=tuple(zip(seeds, values)))
     return out
+
+
+def with_replicates(chapter: str, profile: str, checks: Mapping[str, Check], *, seed: int = 0,
+                    seeds: tuple[int, ...] = (0,)) -> dict[str, Check]:
+    """The chapter's checks of ``seed`` over the replicate ``seeds``: seed 0's run combines the recorded verdicts of the others.
+
+    A run on a replicate seed (``seed`` ≠ 0), or a book replicated over seed 0 alone, gets its own
+    checks back. Seed 0's run reads every other seed's verdict file
+    (:func:`lib.verdict.load_checks`, written by running the chapter with ``--seed``) and gives
+    :func:`over_seeds` of all of them.
+    """
+    if seed != 0 or tuple(seeds) == (0,):
+        return dict(checks)
+    if 0 not in seeds:
+        raise ValueError(f"seeds={tuple(seeds)!r} must include seed 0, whose run combines them")
+    return over_seeds({0: checks, **{s: load_checks(chapter, profile, s) for s in seeds if s != 0}})
 
 
 def paired_gaps(frame: pd.DataFrame, a: str = "alternet", b: str = "preresnet", *, level: float = T_LEVEL) -> pd.DataFrame:

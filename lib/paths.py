@@ -96,8 +96,15 @@ def runs_root(profile: str) -> Path:
     return _folder("BOOK_RUNS_DIR", REPO / "data" / "runs") / profile
 
 
-def results_root(profile: str) -> Path:
-    """Verdict files and cached analyses of ``profile``; for ``smoke``, the temporary folder."""
+def results_root(profile: str, seed: int = 0) -> Path:
+    """Verdict files and cached analyses of ``profile``; for ``smoke``, the temporary folder.
+
+    A replicate training seed's (``seed`` ≠ 0) live in ``seed<N>/`` under it, in the same layout.
+    """
     if profile == "smoke":
-        return smoke_root() / "results"
-    return _folder("BOOK_RESULTS_DIR", REPO / "data" / "results") / profile
+        root = smoke_root() / "results"
+    else:
+        root = _folder("BOOK_RESULTS_DIR", REPO / "data" / "results") / profile
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+    return root if seed == 0 else root / f"seed{seed}"

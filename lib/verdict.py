@@ -125,6 +125,7 @@ class Check:
             "resolution": None if math.isnan(self.resolution) else float(self.resolution),
             "note": self.note,
             "budget": self.budget,
+            **({"interval_kind": self.interval_kind} if self.interval_kind != "95 % interval" else {}),
             **({"replicates": [{"seed": seed, "value": float(v)} for seed, v in self.replicates]} if self.replicates else {}),
         }
 
@@ -189,13 +190,34 @@ def budget(*models: nn.Module, images: int | None = None, **extra) -> dict:
     return out
 
 
-def results_path(chapter: str, profile: str) -> Path:
-    """``data/results/<profile>/<chapter>.json`` (a temporary folder for ``smoke``)."""
-    return paths.results_root(profile) / f"{chapter}.json"
+def results_path(chapter: str, profile: str, seed: int = 0) -> Path:
+    """``data/results/<profile>/<chapter>.json`` (a temporary folder for ``smoke``); a replicate seed's under ``seed<N>/``."""
+    return paths.results_root(profile, seed) / f"{chapter}.json"
+
+
+def load_checks(chapter: str, profile: str, seed: int = 0) -> dict[str, Check]:
+    """The checks ``chapter`` recorded for one training seed, by id, as :class:`Check` values again.
+
+    Raises:
+        FileNotFoundError: the seed's verdict file is missing, with the command that writes it.
+    """
+    path = results_path(chapter, profile, seed)
+    command = f"python -m lib.book run --profile {profile} --chapters {chapter} --seed {seed} --no-build"
+    if not path.exists():
+        raise FileNotFoundError(f"no verdict of {chapter} for training seed {seed} under {profile} ({path}); write it with:\n  {command}")
+    doc = storage.load_json(path, rebuild_hint=f"Rewrite it with: {command}")
+    out = {}
+    for row in doc["checks"]:
+        out[row["id"]] = Check(
+            claim=row["claim"], statistic=row["statistic"], value=float(row["value"]), op=row["threshold"]["op"],
+            threshold=float(row["threshold"]["value"]), interval=None if row["interval"] is None else tuple(row["interval"]),
+            budget=row["budget"] or {}, note=row.get("note", ""), interval_kind=row.get("interval_kind", "95 % interval"),
+            replicates=tuple((r["seed"], float(r["value"])) for r in row.get("replicates", [])))
+    return out
 
 
 def record(chapter: str, profile: str, checks: Mapping[str, Check], *, parts: Sequence[Part] = (), digits: int = 3,
-           **provenance) -> pd.DataFrame:
+           seed: int = 0, **provenance) -> pd.DataFrame:
     """Write the chapter's verdict file and return its table for display.
 
     Args:
@@ -205,6 +227,9 @@ def record(chapter: str, profile: str, checks: Mapping[str, Check], *, parts: Se
         parts: The parts of the paper's claim (its spec's ``PARTS``), each decided by some checks;
             every check must belong to one part, as deciding or as ours.
         digits: Significant digits shown (the JSON keeps full precision).
+        seed: The training seed the chapter ran on: a replicate seed (≠ 0) writes its own file
+            (:func:`results_path`), which the ledger does not read; seed 0's file holds the
+            book's verdict (over seeds, where the chapter replicates it).
         provenance: Extra provenance (e.g. ``analysis_seconds``).
 
     Returns:
@@ -225,11 +250,12 @@ def record(chapter: str, profile: str, checks: Mapping[str, Check], *, parts: Se
         "schema": SCHEMA,
         "chapter": chapter,
         "profile": profile,
+        **({"seed": seed} if seed else {}),
         "checks": [{"id": key, **c.row()} for key, c in checks.items()],
         "parts": [p.row(checks) for p in parts],
         "provenance": runs.provenance(dataset, **provenance),
     }
-    storage.save_json(document, results_path(chapter, profile))
+    storage.save_json(document, results_path(chapter, profile, seed))
     return table(checks, digits=digits)
 
 

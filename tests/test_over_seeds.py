@@ -58,3 +58,53 @@ def test_seeds_must_test_the_same_checks_the_same_way():
         claims.over_seeds({0: {"a": _check(1.0)}, 1: {"b": _check(1.0)}})
     with pytest.raises(ValueError, match="differs between seeds 0 and 1"):
         claims.over_seeds({0: {"a": _check(1.0)}, 1: {"a": _check(1.0, threshold=0.5)}})
+
+
+# --- replicate seeds' verdict files, read back and combined by seed 0's run ---------------------------------
+
+
+def _checks(value, tie=False):
+    return {"a": _check(value), "b": verdict.Check("b", "share — 2 of 4", 0.5, ">=", 0.75, interval=(0.5, 0.75),
+                                                   interval_kind="range over ties" if tie else "95 % interval")}
+
+
+def test_a_replicate_seed_writes_its_own_verdict_file_which_the_ledger_does_not_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    verdict.record("99_test", "cpu", _checks(1.0), seed=0)
+    verdict.record("99_test", "cpu", _checks(2.0, tie=True), seed=1)
+    assert (tmp_path / "cpu" / "seed1" / "99_test.json").exists()
+    assert verdict.load("cpu")["value"].tolist() == [1.0, 0.5]  # seed 0's file only
+    back = verdict.load_checks("99_test", "cpu", seed=1)
+    assert back == _checks(2.0, tie=True)  # every field survives the file, the kind of interval included
+    with pytest.raises(FileNotFoundError, match="--chapters 99_test --seed 2"):
+        verdict.load_checks("99_test", "cpu", seed=2)
+
+
+def test_seed_zero_combines_the_recorded_seeds_and_a_replicate_seed_keeps_its_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    verdict.record("99_test", "cpu", _checks(2.0), seed=1)
+    verdict.record("99_test", "cpu", _checks(1.5), seed=2)
+    combined = claims.with_replicates("99_test", "cpu", _checks(1.0), seed=0, seeds=(0, 1, 2))
+    assert combined["a"].value == pytest.approx(1.5) and combined["a"].replicates == ((0, 1.0), (1, 2.0), (2, 1.5))
+    assert combined["a"].budget["seeds"] == [0, 1, 2] and combined["a"].interval_kind == "95 % interval over seeds"
+    assert claims.with_replicates("99_test", "cpu", _checks(2.0), seed=1, seeds=(0, 1, 2)) == _checks(2.0)
+    assert claims.with_replicates("99_test", "cpu", _checks(1.0), seed=0, seeds=(0,)) == _checks(1.0)
+    with pytest.raises(FileNotFoundError, match="--seed 3"):
+        claims.with_replicates("99_test", "cpu", _checks(1.0), seed=0, seeds=(0, 3))
+    with pytest.raises(ValueError, match="must include seed 0"):
+        claims.with_replicates("99_test", "cpu", _checks(1.0), seed=0, seeds=(1, 2))
+
+
+def test_a_replicate_seeds_caches_and_results_live_apart(tmp_path, monkeypatch):
+    from lib import cache, paths
+    from lib.chapters import replicate_seeds
+
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    assert paths.results_root("cpu", 2) == tmp_path / "cpu" / "seed2"
+    assert cache.Cache("99_test", "cpu", seed=2).folder == tmp_path / "cpu" / "seed2" / "cache" / "99_test"
+    assert cache.Cache("99_test", "cpu").folder == tmp_path / "cpu" / "cache" / "99_test"
+    with pytest.raises(ValueError, match="seed=-1"):
+        paths.results_root("cpu", -1)
+    assert replicate_seeds("cpu")[0] == 0
+    with pytest.raises(ValueError, match="valid: \\['cpu', 'paper', 'smoke'\\]"):
+        replicate_seeds("laptop")

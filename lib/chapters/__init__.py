@@ -17,9 +17,9 @@ from pathlib import Path
 from types import ModuleType
 
 from lib.chapters import alternet, cast, flat_losses, low_pass, stages
-from lib.chapters.base import CAST, SEEDS, Request, Sweep, load_runs
+from lib.chapters.base import CAST, REPLICATES, SEEDS, Request, Sweep, load_runs, replicate_seeds
 
-__all__ = ["CAST", "SEEDS", "SEED_RUNS", "Request", "Sweep", "SPECS", "CHAPTER_RUNS", "spec", "load_runs", "loaded_folders"]
+__all__ = ["CAST", "SEEDS", "REPLICATES", "replicate_seeds", "SEED_RUNS", "Request", "Sweep", "SPECS", "CHAPTER_RUNS", "spec", "load_runs", "loaded_folders"]
 
 SPECS: dict[str, ModuleType] = {m.CHAPTER: m for m in (cast, flat_losses, low_pass, stages, alternet)}
 

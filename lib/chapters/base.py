@@ -8,10 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["CAST", "SEEDS", "Request", "Sweep", "load_runs"]
+__all__ = ["CAST", "SEEDS", "REPLICATES", "Request", "Sweep", "load_runs", "replicate_seeds"]
 
 CAST = ("resnet", "vit", "alternet")  # the three models every chapter compares
 SEEDS = (0, 1, 2)  # training seeds of the cast: the chapters' runs are seed 0; 1 and 2 replicate them
+# The seeds each profile's Chapter 1–3 verdicts are computed over (lib.claims.with_replicates), fixed before
+# computing: a seed joins once its runs are committed and the chapters have been executed on it
+# (python -m lib.book run --profile P --chapters … --seed S); until then a verdict is seed 0's alone.
+REPLICATES = {"smoke": (0,), "cpu": (0,), "paper": (0,)}
+
+
+def replicate_seeds(profile: str) -> tuple[int, ...]:
+    """The training seeds ``profile``'s verdicts are computed over (seed 0 first)."""
+    if profile not in REPLICATES:
+        raise ValueError(f"profile={profile!r} has no replicate seeds; valid: {sorted(REPLICATES)}")
+    return REPLICATES[profile]
 
 
 @dataclass(frozen=True)
