@@ -138,10 +138,28 @@ def _noise(rows) -> dict:
             "image_size": [32, 32]}
 
 
-def _low_pass(units=UNITS_OK, variance_units=UNITS_OK, growth=None, vit=(HIGH,) * 5, resnet=(LOW,) * 5, **kwargs):
+TREND_IDS = [key for key, *_ in low_pass.TREND_CHECKS]
+
+
+def _trend(total=(4.0, 3.5, 4.5), within=(-1.5, -1.7, -1.3), down=(5.5, 5.0, 6.0), control=(2.0, 1.9, 2.1),
+           beyond=(3.5, 3.0, 4.0)) -> pd.DataFrame:
+    """A ``lib.analysis.trend.high_frequency_trend``-shaped frame: (value, lo, hi) per part."""
+    rows = zip(("total", "within stages", "downsampling", "resolution alone (control)", "downsampling beyond resolution"),
+               (total, within, down, control, beyond))
+    return pd.DataFrame([{"part": part, "value": v, "lo": lo, "hi": hi} for part, (v, lo, hi) in rows])
+
+
+def _low_pass_by_id(units=UNITS_OK, variance_units=UNITS_OK, growth=None, vit=(HIGH,) * 5, resnet=(LOW,) * 5, trend=None,
+                    **kwargs):
     growth = _growth(True, True, True) if growth is None else growth
     outcomes = {"resnet": _noise(resnet), "vit": _noise(vit)}
-    return list(low_pass.checks(_counts(units), _counts(variance_units), growth, outcomes, budget=BUDGET, **kwargs).values())
+    trends = {"resnet": _trend() if trend is None else trend}
+    return low_pass.checks(_counts(units), _counts(variance_units), growth, outcomes, trends=trends, budget=BUDGET, **kwargs)
+
+
+def _low_pass(*args, **kwargs):
+    """Chapter 2's checks in order, without the ResNet trend's three (tested by id below)."""
+    return [c for key, c in _low_pass_by_id(*args, **kwargs).items() if key not in TREND_IDS]
 
 
 # ---------------------------------------------------------------------------------- Chapter 3
@@ -385,6 +403,22 @@ def test_low_pass_nan_build_up_and_a_missing_kind():
         _low_pass({**UNITS_OK, "ViT": {"mlp": "++"}})
 
 
+def test_low_pass_reads_the_resnets_trend_as_the_paper_does_and_its_split_as_ours():
+    """Total rise 4 (3.5 to 4.5) holds; within stages −1.5 (−1.7 to −1.3) is contradicted; the downsampling blocks'
+    own part 3.5 (3 to 4) holds; an interval touching 0 is inconclusive. The ResNet's trend decides its part."""
+    checks = _low_pass_by_id()
+    assert [checks[k].outcome for k in TREND_IDS] == ["holds", "contradicted", "holds"]
+    assert checks["dlogA_trend_resnet"].value == 4.0 and checks["dlogA_trend_resnet"].interval == (3.5, 4.5)
+    assert checks["dlogA_trend_resnet"].rule == "> 0 (whole 95 % interval)"
+    touching = _low_pass_by_id(trend=_trend(total=(0.5, 0.0, 1.0)))["dlogA_trend_resnet"]
+    assert touching.outcome == "inconclusive"
+    part = next(p for p in low_pass.PARTS if "Convs and MLPs raise the high" in p.text)
+    assert part.decide == ("dlogA_trend_resnet", "dlogA_vit_mlp") and "dlogA_resnet_conv" in part.ours
+    with pytest.raises(KeyError):
+        low_pass.checks(_counts(UNITS_OK), _counts(UNITS_OK), _growth(True), {"resnet": _noise((LOW,)), "vit": _noise((HIGH,))},
+                        trends={}, budget=BUDGET)
+
+
 # ----------------------------------------------------------------------- stages_in_series
 
 
@@ -510,12 +544,11 @@ def test_each_chapter_names_its_checks_by_stable_ids_in_order():
     assert dict(zip(_flat_by_id(), CH1_CLAIMS)) == dict(zip(
         ["flatter_warmup", "flatter_final", "negative_warmup", "negative_final", "small_data_2", "small_data_10",
          "local5_accuracy", "local5_loss", "local5_negative", "local3_accuracy", "local3_loss", "local3_negative"], CH1_CLAIMS))
-    ch2 = low_pass.checks(_counts(UNITS_OK), _counts(UNITS_OK), _growth(True, True, True),
-                          {"resnet": _noise((LOW,) * 5), "vit": _noise((HIGH,) * 5)}, budget=BUDGET)
+    ch2 = _low_pass_by_id()
     kinds = ["vit_msa", "alternet_msa", "resnet_conv", "alternet_conv", "vit_mlp"]
-    assert list(ch2) == [f"dlogA_{k}" for k in kinds] + [f"variance_{k}" for k in kinds] + [
+    assert list(ch2) == [f"dlogA_{k}" for k in kinds] + TREND_IDS + [f"variance_{k}" for k in kinds] + [
         "variance_buildup_resnet", "noise_high_vit_vs_resnet", "noise_high_hurts_resnet", "noise_low_vit_vs_resnet"]
-    assert [c.claim for c in ch2.values()] == CH2_CLAIMS
+    assert [c.claim for k, c in ch2.items() if k not in TREND_IDS] == CH2_CLAIMS
     assert dict(zip(_stages_by_id(), CH3_CLAIMS)) == dict(zip(CH3_IDS, CH3_CLAIMS))
 
 

@@ -26,7 +26,7 @@ import torch
 import torchvision.datasets
 
 from lib import data, profiles, runs, storage, train, verdict
-from lib.analysis import fourier, robustness, variance
+from lib.analysis import fourier, robustness, trend, variance
 from lib.chapters import load_runs, low_pass as spec
 
 pytestmark = pytest.mark.slow  # the module's fixture trains four toy runs (about 25 s here)
@@ -198,7 +198,8 @@ def test_chapter_2_analyses_run_on_the_toy_paper_cast_to_a_verdict_file(toy_pape
                 for role, m in cast.items()}
     initial = load_runs(spec.RUNS, "paper", at="init")
     assert set(initial) == set(cast)
-    checks = spec.checks(high_counts, variance_counts, growth, outcomes, budget=budget)
+    trends = {"resnet": trend.high_frequency_trend(cast["resnet"], images, bootstrap=20, progress=False)}
+    checks = spec.checks(high_counts, variance_counts, growth, outcomes, trends=trends, budget=budget)
     table = verdict.record(spec.CHAPTER, "paper", checks, parts=spec.PARTS)
     assert len(table) == len(checks) > 0
     written = json.loads((toy_paper["tmp"] / "results" / "paper" / f"{spec.CHAPTER}.json").read_text())

@@ -39,8 +39,12 @@ SCOPE = ("The cast trains for 12 epochs on CIFAR-10, one seed each; every unit's
 PARTS = (
     Part("MSAs lower the high-frequency amplitude of feature maps", "Figs 2a, 8",
          decide=("dlogA_vit_msa", "dlogA_alternet_msa")),
+    # the paper reads Fig 8 as a trend over the ResNet's depth and unit by unit in the ViT (MLPs); the ResNet's
+    # per-unit count and the trend's split at the downsampling blocks are ours
     Part("Convs and MLPs raise the high-frequency amplitude", "Figs 2a, 8",
-         decide=("dlogA_resnet_conv", "dlogA_alternet_conv", "dlogA_vit_mlp")),
+         decide=("dlogA_trend_resnet", "dlogA_vit_mlp"),
+         ours=("dlogA_resnet_conv", "dlogA_alternet_conv", "dlogA_within_stages_resnet",
+               "dlogA_downsampling_beyond_resolution_resnet")),
     Part("MSAs reduce the variance of feature maps", "Fig 9", decide=("variance_vit_msa", "variance_alternet_msa")),
     # the ResNet's build-up is decided in Chapter 3, where the paper makes it; shown here as ours
     Part("Convs and MLPs raise the variance of feature maps", "Fig 9",
@@ -79,12 +83,33 @@ def _share(counts: pd.DataFrame, role: str, kind: str, direction: str) -> tuple[
     return float(row[f"{direction}_share"]), int(row[direction]), int(row["units"])
 
 
+# the trend of ΔlogA(π) over the ResNet's depth and its parts (lib.analysis.trend): (id, part, claim, statistic)
+TREND_CHECKS = (
+    ("dlogA_trend_resnet", "total", "ResNet: ΔlogA(π) rises from the stem to the last unit (the paper's reading of Fig 8)",
+     "ΔlogA(π) of the last unit − of the stem, mean over images"),
+    ("dlogA_within_stages_resnet", "within stages", "ResNet: its shape-preserving Conv blocks, together, raise ΔlogA(π)",
+     "summed change of ΔlogA(π) at the shape-preserving blocks, mean over images"),
+    ("dlogA_downsampling_beyond_resolution_resnet", "downsampling beyond resolution",
+     "ResNet: the blocks that open a stage raise ΔlogA(π) more than halving the resolution alone does",
+     "summed change at the blocks that open a stage − summed change from average-pooling their inputs alone, mean over images"),
+)
+
+
+def _trend_checks(trend: pd.DataFrame, budget: dict) -> dict[str, Check]:
+    """The checks of :data:`TREND_CHECKS` from one model's ``high_frequency_trend``, each > 0 with its whole interval."""
+    parts = trend.set_index("part")
+    return {key: Check(claim=claim, statistic=statistic, value=float(parts.loc[part, "value"]), op=">", threshold=0.0,
+                       interval=(float(parts.loc[part, "lo"]), float(parts.loc[part, "hi"])), budget=budget)
+            for key, part, claim, statistic in TREND_CHECKS}
+
+
 def checks(
     high_counts: pd.DataFrame,
     variance_counts: pd.DataFrame,
     growth: pd.DataFrame,
     outcomes: dict[str, dict],
     *,
+    trends: dict[str, pd.DataFrame],
     budget: dict,
     share: float = SHARE,
     eps: float = VERDICT_EPS,
@@ -98,6 +123,7 @@ def checks(
         high_counts, variance_counts: :func:`direction_counts` of ΔlogA(π) and of feature-map variance.
         growth: ``lib.analysis.variance.stage_growth`` of the ResNet.
         outcomes: role → ``lib.analysis.robustness.noise_outcomes`` (``resnet``, ``vit``).
+        trends: role → ``lib.analysis.trend.high_frequency_trend`` (``resnet``).
         budget: ``lib.verdict.budget`` of the measurement.
         share: Least share of a kind's units that must move in the claimed direction.
         eps: The noise amplitude the robustness checks use.
@@ -113,6 +139,8 @@ def checks(
                 statistic=f"share of {kind} units whose change in {statistic} is {'< 0' if direction == 'lower' else '> 0'} "
                           f"(95 % CI) — {n} of {units}",
                 value=value, op=">=", threshold=share, budget=budget)
+        if tag == "dlogA":  # the ResNet's trend, read as the paper reads Fig 8, and its parts
+            out.update(_trend_checks(trends["resnet"], budget))
     grows = growth["grows"].astype(bool)
     out["variance_buildup_resnet"] = Check(
         claim="ResNet: variance builds up within every stage",
