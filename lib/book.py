@@ -52,7 +52,7 @@ def glue_glance(prefix: str, spec, checks) -> None:
 
 
 def execute(notebook: Path, output: Path, *, profile: str, device: str = "auto", seed: int = 0,
-            recompute: bool = False) -> float:
+            recompute: bool = False, at: str = "final") -> float:
     """Execute one chapter with papermill; return its wall time in seconds.
 
     ``recompute`` rebuilds the chapter's cached analyses (``lib.cache``) instead of loading them.
@@ -63,6 +63,8 @@ def execute(notebook: Path, output: Path, *, profile: str, device: str = "auto",
     parameters = {"profile": profile, "device": device, "seed": seed}
     if recompute:  # only chapters with caches declare it; others would warn about an unknown parameter
         parameters["recompute"] = True
+    if at != "final":  # likewise: only the chapters measured at every snapshot declare it
+        parameters["snapshot"] = at
     papermill.execute_notebook(
         str(notebook), str(output), parameters=parameters,
         cwd=str(output.parent), kernel_name="python3", progress_bar=False, log_output=False,
@@ -169,7 +171,7 @@ def plan(profile: str, chapters: list[str] | None = None, *, seed: int = 0, reco
 
 
 def run(profile: str, chapters: list[str] | None = None, *, device: str = "auto", seed: int = 0, yes: bool = False,
-        build: bool = True, recompute: bool = False, plan_only: bool = False) -> int:
+        build: bool = True, recompute: bool = False, plan_only: bool = False, at: str = "final") -> int:
     """Execute the chapters under ``profile`` and build the site; 0 on success, 1 on a failing chapter.
 
     Prints :func:`plan` first; ``plan_only`` stops there.
@@ -196,10 +198,18 @@ def run(profile: str, chapters: list[str] | None = None, *, device: str = "auto"
                 print(f"  {role:9s} {prof.model_name(role):12s} ≈ {_human(sec)} on this machine")
             print(f"  total ≥ {_human(sum(est.values()))} for the cast alone. Not started: pass --yes to run it here anyway.")
             return 0
-    if prof.name == "cpu" and seed == 0:
+    replicate = seed != 0 or at != "final"  # a replicate seed or an earlier snapshot: verdicts for seed 0's chapters
+    if at != "final":
+        from lib.chapters import SPECS
+
+        fixed = [n.stem for n in chapter_paths(chapters) if at not in getattr(SPECS.get(n.stem), "SNAPSHOTS", ("final",))]
+        if fixed:
+            raise ValueError(f"--at {at}: chapters {fixed} measure their runs at fixed snapshots; chapters measured at "
+                             f"any: {sorted(k for k, m in SPECS.items() if len(getattr(m, 'SNAPSHOTS', ())) > 1)}")
+    if prof.name == "cpu" and not replicate:
         root = REPO
-    else:  # another profile, or a replicate training seed: a copy (its verdicts go to data/results/<profile>/seed<N>/)
-        root = REPO / "_build" / prof.name if seed == 0 else REPO / "_build" / f"seed{seed}" / prof.name
+    else:  # another profile, a replicate seed or a snapshot: a copy (verdicts under data/results/<profile>/seed<N>/at-<X>/)
+        root = REPO / "_build" / prof.name if not replicate else REPO / "_build" / "replicates" / f"seed{seed}-{at}" / prof.name
         if root.exists():
             shutil.rmtree(root)
         (root / "chapters").mkdir(parents=True)
@@ -214,17 +224,17 @@ def run(profile: str, chapters: list[str] | None = None, *, device: str = "auto"
         target = root / "chapters" / notebook.name
         try:
             seconds = execute(target if root != REPO else notebook, target, profile=prof.name, device=device, seed=seed,
-                              recompute=recompute)
+                              recompute=recompute, at=at)
         except PapermillExecutionError as err:
             print(f"✗ {notebook.stem}: failed in cell {err.exec_count}: {err.ename}: {err.evalue}", flush=True)
             print(f"  the executed notebook with the error is {target}", flush=True)
             return 1
         print(f"✓ {notebook.stem}: {seconds:.0f} s", flush=True)
-    if seed != 0:  # a replicate seed's verdicts feed seed 0's chapters; the ledger and the site are seed 0's
+    if replicate:  # a replicate seed's or snapshot's verdicts feed seed 0's chapters; the ledger and the site are seed 0's
         from lib import paths
 
-        print(f"seed {seed}: verdicts under {paths.results_root(prof.name, seed)}; seed 0's chapters combine the seeds "
-              f"of lib.chapters.REPLICATES[{prof.name!r}]", flush=True)
+        print(f"seed {seed}, {at}: verdicts under {paths.results_root(prof.name, seed, at)}; seed 0's final chapters "
+              f"combine the seeds of lib.chapters.REPLICATES[{prof.name!r}]", flush=True)
         return 0
     from lib import ledger
 
@@ -257,6 +267,8 @@ def main(argv=None) -> int:
     r.add_argument("--chapters", nargs="*", help="chapter stems or prefixes (default: all)")
     r.add_argument("--device", default="auto")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--at", default="final", choices=["init", "warmup", "final"],
+                   help="measure the chapters' runs at this snapshot (chapters 2 and 3; their verdicts go apart)")
     r.add_argument("--yes", action="store_true", help="run the paper profile even without a GPU")
     r.add_argument("--no-build", action="store_true", help="execute only; skip the site build")
     r.add_argument("--recompute", action="store_true", help="rebuild the chapters' cached analyses (slow)")
@@ -269,7 +281,7 @@ def main(argv=None) -> int:
         cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
         return stage(args.name, cmd)
     return run(args.profile, args.chapters, device=args.device, seed=args.seed, yes=args.yes, build=not args.no_build,
-               recompute=args.recompute, plan_only=args.plan)
+               recompute=args.recompute, plan_only=args.plan, at=args.at)
 
 
 if __name__ == "__main__":

@@ -50,9 +50,10 @@ class StaleCacheError(FileNotFoundError):
     """A cached analysis is missing or was made from other weights or parameters, and may not be rebuilt here."""
 
 
-def cache_root(profile: str, seed: int = 0) -> Path:
-    """Where cached analyses of ``profile`` live (a temporary folder for ``smoke``); a replicate seed's in ``seed<N>/``."""
-    return paths.results_root(profile, seed) / "cache"
+def cache_root(profile: str, seed: int = 0, at: str = "final") -> Path:
+    """Where cached analyses of ``profile`` live (a temporary folder for ``smoke``); a replicate seed's in ``seed<N>/``,
+    those of an earlier snapshot in ``at-<snapshot>/`` (:func:`lib.paths.results_root`)."""
+    return paths.results_root(profile, seed, at) / "cache"
 
 
 def rebuild_command(chapter: str, profile: str) -> str:
@@ -268,11 +269,11 @@ class Cache:
                        models=[model], params={"images": len(images)})
     """
 
-    def __init__(self, chapter: str, profile: str, *, recompute: bool = False, seed: int = 0):
+    def __init__(self, chapter: str, profile: str, *, recompute: bool = False, seed: int = 0, at: str = "final"):
         self.chapter = chapter
         self.profile = profile
         self.recompute = bool(recompute)
-        self.folder = cache_root(profile, seed) / chapter  # a replicate training seed's entries apart, same names
+        self.folder = cache_root(profile, seed, at) / chapter  # another seed's or snapshot's entries apart, same names
         self.timings: dict[str, float] = {}  # name → seconds spent computing (0 on a hit)
 
     def path(self, name: str) -> Path:
@@ -412,7 +413,8 @@ def audit(profile: str = "cpu", chapters: Iterable[str] | None = None) -> list[F
     chapter that asks for the same analysis of the same snapshots hits. An entry whose model
     was built afresh (no snapshot named) fails: its key would depend on the CPU.
     """
-    roots = [cache_root(profile), *sorted(paths.results_root(profile).glob("seed*/cache"))]  # replicate seeds too
+    # replicate seeds' and earlier snapshots' caches too
+    roots = [cache_root(profile), *sorted(p for p in paths.results_root(profile).glob("*/**/cache") if p.is_dir())]
     wanted = set(chapters) if chapters is not None else None
     checkpoints = paths.checkpoint_root(profile)
     prints: dict[str, str] = {}

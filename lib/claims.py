@@ -88,15 +88,15 @@ def over_seeds(per_seed: Mapping[int, Mapping[str, Check]], *, level: float = T_
 
 
 def with_replicates(chapter: str, profile: str, checks: Mapping[str, Check], *, seed: int = 0,
-                    seeds: tuple[int, ...] = (0,)) -> dict[str, Check]:
+                    seeds: tuple[int, ...] = (0,), at: str = "final") -> dict[str, Check]:
     """The chapter's checks of ``seed`` over the replicate ``seeds``: seed 0's run combines the recorded verdicts of the others.
 
-    A run on a replicate seed (``seed`` ≠ 0), or a book replicated over seed 0 alone, gets its own
-    checks back. Seed 0's run reads every other seed's verdict file
+    A run on a replicate seed (``seed`` ≠ 0) or on an earlier snapshot (``at`` ≠ ``"final"``), or a
+    book replicated over seed 0 alone, gets its own checks back. Seed 0's run reads every other seed's verdict file
     (:func:`lib.verdict.load_checks`, written by running the chapter with ``--seed``) and gives
     :func:`over_seeds` of all of them.
     """
-    if seed != 0 or tuple(seeds) == (0,):
+    if seed != 0 or at != "final" or tuple(seeds) == (0,):
         return dict(checks)
     if 0 not in seeds:
         raise ValueError(f"seeds={tuple(seeds)!r} must include seed 0, whose run combines them")

@@ -96,10 +96,15 @@ def runs_root(profile: str) -> Path:
     return _folder("BOOK_RUNS_DIR", REPO / "data" / "runs") / profile
 
 
-def results_root(profile: str, seed: int = 0) -> Path:
+SNAPSHOTS = ("init", "warmup", "final")  # the moments of a run a chapter can be measured at
+
+
+def results_root(profile: str, seed: int = 0, at: str = "final") -> Path:
     """Verdict files and cached analyses of ``profile``; for ``smoke``, the temporary folder.
 
-    A replicate training seed's (``seed`` ≠ 0) live in ``seed<N>/`` under it, in the same layout.
+    A replicate training seed's (``seed`` ≠ 0) live in ``seed<N>/`` under it, and a chapter
+    measured at an earlier snapshot of its runs (``at`` = ``"init"`` or ``"warmup"``) in
+    ``at-<snapshot>/`` under that, in the same layout.
     """
     if profile == "smoke":
         root = smoke_root() / "results"
@@ -107,4 +112,7 @@ def results_root(profile: str, seed: int = 0) -> Path:
         root = _folder("BOOK_RESULTS_DIR", REPO / "data" / "results") / profile
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed={seed!r} must be a non-negative integer")
-    return root if seed == 0 else root / f"seed{seed}"
+    if at not in SNAPSHOTS:
+        raise ValueError(f"at={at!r} is not a snapshot of a run; valid: {list(SNAPSHOTS)}")
+    root = root if seed == 0 else root / f"seed{seed}"
+    return root if at == "final" else root / f"at-{at}"

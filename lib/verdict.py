@@ -190,19 +190,21 @@ def budget(*models: nn.Module, images: int | None = None, **extra) -> dict:
     return out
 
 
-def results_path(chapter: str, profile: str, seed: int = 0) -> Path:
-    """``data/results/<profile>/<chapter>.json`` (a temporary folder for ``smoke``); a replicate seed's under ``seed<N>/``."""
-    return paths.results_root(profile, seed) / f"{chapter}.json"
+def results_path(chapter: str, profile: str, seed: int = 0, at: str = "final") -> Path:
+    """``data/results/<profile>/<chapter>.json`` (a temporary folder for ``smoke``); a replicate seed's under ``seed<N>/``,
+    an earlier snapshot's under ``at-<snapshot>/`` (:func:`lib.paths.results_root`)."""
+    return paths.results_root(profile, seed, at) / f"{chapter}.json"
 
 
-def load_checks(chapter: str, profile: str, seed: int = 0) -> dict[str, Check]:
-    """The checks ``chapter`` recorded for one training seed, by id, as :class:`Check` values again.
+def load_checks(chapter: str, profile: str, seed: int = 0, at: str = "final") -> dict[str, Check]:
+    """The checks ``chapter`` recorded for one training seed and snapshot, by id, as :class:`Check` values again.
 
     Raises:
-        FileNotFoundError: the seed's verdict file is missing, with the command that writes it.
+        FileNotFoundError: the verdict file is missing, with the command that writes it.
     """
-    path = results_path(chapter, profile, seed)
-    command = f"python -m lib.book run --profile {profile} --chapters {chapter} --seed {seed} --no-build"
+    path = results_path(chapter, profile, seed, at)
+    command = (f"python -m lib.book run --profile {profile} --chapters {chapter} --seed {seed}"
+               + (f" --at {at}" if at != "final" else "") + " --no-build")
     if not path.exists():
         raise FileNotFoundError(f"no verdict of {chapter} for training seed {seed} under {profile} ({path}); write it with:\n  {command}")
     doc = storage.load_json(path, rebuild_hint=f"Rewrite it with: {command}")
@@ -217,7 +219,7 @@ def load_checks(chapter: str, profile: str, seed: int = 0) -> dict[str, Check]:
 
 
 def record(chapter: str, profile: str, checks: Mapping[str, Check], *, parts: Sequence[Part] = (), digits: int = 3,
-           seed: int = 0, **provenance) -> pd.DataFrame:
+           seed: int = 0, at: str = "final", **provenance) -> pd.DataFrame:
     """Write the chapter's verdict file and return its table for display.
 
     Args:
@@ -230,6 +232,8 @@ def record(chapter: str, profile: str, checks: Mapping[str, Check], *, parts: Se
         seed: The training seed the chapter ran on: a replicate seed (≠ 0) writes its own file
             (:func:`results_path`), which the ledger does not read; seed 0's file holds the
             book's verdict (over seeds, where the chapter replicates it).
+        at: The snapshot of the runs the chapter measured: an earlier one (``"init"``,
+            ``"warmup"``) writes its own file too, for the direction of travel.
         provenance: Extra provenance (e.g. ``analysis_seconds``).
 
     Returns:
@@ -251,11 +255,12 @@ def record(chapter: str, profile: str, checks: Mapping[str, Check], *, parts: Se
         "chapter": chapter,
         "profile": profile,
         **({"seed": seed} if seed else {}),
+        **({"at": at} if at != "final" else {}),
         "checks": [{"id": key, **c.row()} for key, c in checks.items()],
         "parts": [p.row(checks) for p in parts],
         "provenance": runs.provenance(dataset, **provenance),
     }
-    storage.save_json(document, results_path(chapter, profile, seed))
+    storage.save_json(document, results_path(chapter, profile, seed, at))
     return table(checks, digits=digits)
 
 

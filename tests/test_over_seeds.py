@@ -108,3 +108,19 @@ def test_a_replicate_seeds_caches_and_results_live_apart(tmp_path, monkeypatch):
     assert replicate_seeds("cpu")[0] == 0
     with pytest.raises(ValueError, match="valid: \\['cpu', 'paper', 'smoke'\\]"):
         replicate_seeds("laptop")
+
+
+def test_an_earlier_snapshots_verdicts_live_apart_and_only_chapters_measured_at_any_take_one(tmp_path, monkeypatch):
+    from lib import book, paths
+
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    assert paths.results_root("cpu", 1, "warmup") == tmp_path / "cpu" / "seed1" / "at-warmup"
+    assert paths.results_root("cpu", 0, "init") == tmp_path / "cpu" / "at-init"
+    with pytest.raises(ValueError, match=r"at='middle' .*valid: \['init', 'warmup', 'final'\]"):
+        paths.results_root("cpu", 0, "middle")
+    verdict.record("99_test", "cpu", _checks(0.2), at="init")
+    assert verdict.load_checks("99_test", "cpu", at="init") == _checks(0.2)
+    assert verdict.load("cpu").empty  # the ledger reads the final verdicts only
+    assert claims.with_replicates("99_test", "cpu", _checks(0.2), seeds=(0, 1), at="init") == _checks(0.2)
+    with pytest.raises(ValueError, match=r"--at warmup: chapters \['01_flat_losses'\] measure their runs at fixed"):
+        book.run("smoke", ["01"], at="warmup", build=False)

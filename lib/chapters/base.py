@@ -76,12 +76,18 @@ class Sweep:
     keep: tuple[tuple[str, int, float], ...] = ()
 
 
-def load_runs(requests, profile: str, *, seed: int = 0, device: str = "auto", at: str | None = None) -> dict:
-    """Label → trained model of each request (those of snapshot ``at`` only, if given), in the spec's order."""
+def load_runs(requests, profile: str, *, seed: int = 0, device: str = "auto", at: str | None = None,
+              snapshot: str | None = None) -> dict:
+    """Label → trained model of each request (those of snapshot ``at`` only, if given), in the spec's order.
+
+    ``snapshot`` loads the chosen runs at that moment instead of the one each request names
+    (a chapter measured at the end of warm-up, or at initialisation, for the direction of travel).
+    """
     from lib import runs
 
     chosen = [r for r in requests if at is None or r.at == at]
     labels = [r.label for r in chosen]
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels repeat among the requested runs: {labels}; pass at= to load one snapshot kind")
-    return {r.label: runs.trained(r.role, profile, seed=seed, at=r.at, device=device, **r.kwargs()) for r in chosen}
+    return {r.label: runs.trained(r.role, profile, seed=seed, at=snapshot or r.at, device=device, **r.kwargs())
+            for r in chosen}

@@ -33,6 +33,9 @@ VERDICT_EPS = 0.7  # the one the checks use: the authors' pseudo-code default (m
 HIGH_BANDS = (0.7, 0.8, 0.9)  # band centres (π) averaged for "high-frequency" noise
 LOW_BANDS = (0.1, 0.2, 0.3)  # and for "low-frequency" noise
 
+# the moments of its runs the chapter can be measured at (python -m lib.book run --at …): the direction of travel
+SNAPSHOTS = ("init", "warmup", "final")
+
 CLAIM = "MSAs are low-pass filters and Convs are high-pass filters."
 SCOPE = ("The cast trains for 12 epochs on CIFAR-10, one seed each; every unit's effect is measured on the whole "
          "test set in eval mode (the paper: one image, train mode), and the noise checks use 2,000 test images.")

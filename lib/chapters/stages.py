@@ -23,6 +23,9 @@ RUNS = tuple(Request(role, role) for role in CAST)
 START_SHARE = 0.75  # least share of ResNet stages whose start unit costs most when removed
 EVERY = 1.0  # least share of stages (boundaries) where the variance builds up (falls back): all
 
+# the moments of its runs the chapter can be measured at (python -m lib.book run --at …): the direction of travel
+SNAPSHOTS = ("init", "warmup", "final")
+
 CLAIM = "Multi-stage networks behave like a series of small models, and MSAs at the end of a stage matter most."
 SCOPE = ("The cast trains for 12 epochs on CIFAR-10, one seed each; lesions and variances on the whole test set, "
          "CKA on 2,000 test images; the paper's lesion figure is a Swin on CIFAR-100.")
