@@ -13,7 +13,7 @@ import pandas as pd
 
 from lib.verdict import Check, load_checks
 
-__all__ = ["T_LEVEL", "t_interval", "over_seeds", "with_replicates", "paired_gaps", "gap_outcome", "shortfalls", "percent", "sweep_budget"]
+__all__ = ["T_LEVEL", "t_interval", "over_seeds", "with_replicates", "TRAVEL", "travel", "paired_gaps", "gap_outcome", "shortfalls", "percent", "sweep_budget"]
 
 T_LEVEL = 0.95  # coverage of the t-intervals over seeds
 
@@ -101,6 +101,43 @@ def with_replicates(chapter: str, profile: str, checks: Mapping[str, Check], *, 
     if 0 not in seeds:
         raise ValueError(f"seeds={tuple(seeds)!r} must include seed 0, whose run combines them")
     return over_seeds({0: checks, **{s: load_checks(chapter, profile, s) for s in seeds if s != 0}})
+
+
+TRAVEL = ("init", "warmup", "final")  # the snapshots a direction of travel runs through, in order
+
+
+def travel(chapter: str, profile: str, *, seeds: tuple[int, ...] = (0,)) -> pd.DataFrame:
+    """Each check of ``chapter`` at every recorded snapshot of its runs, per seed, and where it is heading.
+
+    A claim whose statistic moves towards its claimed side from initialisation to the end of
+    training is likely to grow with a longer budget; one that moves away is not a budget effect.
+
+    Returns:
+        One row per check and seed: ``id``, ``claim``, ``seed``, the value at each snapshot of
+        :data:`TRAVEL` recorded (NaN where the chapter was not run at it), ``threshold``, and
+        ``direction``: ``"towards"`` (from the earliest recorded snapshot to the final one the
+        value moves to the claimed side of the threshold, e.g. up for ``>``), ``"away"``,
+        ``"flat"`` (no change), or ``""`` with fewer than two snapshots recorded.
+    """
+    from lib.verdict import results_path
+
+    rows = []
+    for seed in seeds:
+        recorded = {at: load_checks(chapter, profile, seed, at) for at in TRAVEL if results_path(chapter, profile, seed, at).exists()}
+        if "final" not in recorded:
+            raise FileNotFoundError(f"{chapter} has no final verdict for seed {seed} under {profile}: run the chapter first")
+        for key, final in recorded["final"].items():
+            values = {at: (float(recorded[at][key].value) if at in recorded and key in recorded[at] else math.nan)
+                      for at in TRAVEL}
+            known = [values[at] for at in TRAVEL if not math.isnan(values[at])]
+            direction = ""
+            if len(known) >= 2:
+                change = known[-1] - known[0]
+                up = final.op in (">", ">=")
+                direction = "flat" if change == 0 else "towards" if (change > 0) == up else "away"
+            rows.append({"id": key, "claim": final.claim, "seed": seed, **values, "threshold": final.threshold,
+                         "direction": direction})
+    return pd.DataFrame(rows, columns=["id", "claim", "seed", *TRAVEL, "threshold", "direction"])
 
 
 def paired_gaps(frame: pd.DataFrame, a: str = "alternet", b: str = "preresnet", *, level: float = T_LEVEL) -> pd.DataFrame:

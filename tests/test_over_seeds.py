@@ -124,3 +124,19 @@ def test_an_earlier_snapshots_verdicts_live_apart_and_only_chapters_measured_at_
     assert claims.with_replicates("99_test", "cpu", _checks(0.2), seeds=(0, 1), at="init") == _checks(0.2)
     with pytest.raises(ValueError, match=r"--at warmup: chapters \['01_flat_losses'\] measure their runs at fixed"):
         book.run("smoke", ["01"], at="warmup", build=False)
+
+
+def test_the_direction_of_travel_compares_the_earliest_recorded_snapshot_with_the_final_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no final verdict for seed 0"):
+        claims.travel("99_test", "cpu")
+    verdict.record("99_test", "cpu", _checks(1.0))  # final: a = 1.0 (claimed > 0), b = 0.5 (claimed >= 0.75)
+    alone = claims.travel("99_test", "cpu").set_index("id")
+    assert alone.loc["a", "direction"] == "" and math.isnan(alone.loc["a", "init"])  # one snapshot: no direction
+    verdict.record("99_test", "cpu", {"a": _check(-1.0), "b": verdict.Check("b", "share", 0.9, ">=", 0.75)}, at="init")
+    verdict.record("99_test", "cpu", {"a": _check(1.0), "b": verdict.Check("b", "share", 0.5, ">=", 0.75)}, at="warmup")
+    frame = claims.travel("99_test", "cpu").set_index("id")
+    assert frame.loc["a", ["init", "warmup", "final"]].tolist() == [-1.0, 1.0, 1.0]
+    assert frame.loc["a", "direction"] == "towards"  # up, and the claim is "> 0"
+    assert frame.loc["b", "direction"] == "away"  # from 0.9 down to 0.5, and the claim is ">= 0.75"
+    assert frame["seed"].tolist() == [0, 0] and frame.loc["b", "threshold"] == 0.75

@@ -112,6 +112,9 @@ def _figures() -> dict[str, plt.Figure]:
         "variance_by_stage": lambda: plots.variance_by_stage({r: _by_depth(r) for r in ("resnet", "alternet")}),
         "build_up": lambda: plots.build_up(ours, differences.paper_build_up()),
         "accuracy_by_fraction": lambda: plots.accuracy_by_fraction(summary, gaps),
+        "travel": lambda: plots.travel(pd.DataFrame(
+            [{"id": f"check_{k}", "seed": seed, "init": 0.1 * k, "warmup": 0.2 * k + seed, "final": 0.3 * k,
+              "threshold": 0.0, "direction": "towards"} for k in range(5) for seed in (0, 1, 2)])),
     }
 
 

@@ -10,3 +10,4 @@ from .curvature import eigenvalue_spectra, loss_landscapes, spectral_densities  
 from .frequency import by_depth, noise_at, noise_sweep, relative_log_amplitude_curves  # noqa: F401
 from .stages import *  # noqa: F403  (Chapter 3's figures; see lib/plots/stages.py)
 from .alternet import accuracy_by_fraction, build_up  # noqa: F401  (Chapter 4's figures)
+from .travel import travel  # noqa: F401  (the direction of travel of a chapter's checks)
