@@ -62,3 +62,10 @@ def test_the_trend_of_a_model_is_a_frame_of_the_five_parts_with_intervals():
     again = trend.high_frequency_trend(model, images, batch_size=12, bootstrap=50, progress=False)
     assert torch.allclose(torch.tensor(frame["value"].to_numpy()), torch.tensor(again["value"].to_numpy()), atol=1e-9)
     assert frame.attrs["images"] == 12 and frame.attrs["units"][0] == "stem"
+
+
+def test_chapter_two_names_every_part_of_the_trend_apart():
+    from lib.chapters import low_pass
+
+    assert set(low_pass.TREND_SLUGS) == set(trend.PARTS)
+    assert len(set(low_pass.TREND_SLUGS.values())) == len(trend.PARTS)  # one glue key per part

@@ -98,6 +98,11 @@ TREND_CHECKS = (
 )
 
 
+# short names of lib.analysis.trend's parts, for the chapter's glue keys
+TREND_SLUGS = {"total": "total", "within stages": "within", "downsampling": "downsampling",
+               "resolution alone (control)": "resolution", "downsampling beyond resolution": "beyond"}
+
+
 def _trend_checks(trend: pd.DataFrame, budget: dict) -> dict[str, Check]:
     """The checks of :data:`TREND_CHECKS` from one model's ``high_frequency_trend``, each > 0 with its whole interval."""
     parts = trend.set_index("part")
