@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from lib.verdict import Check, load_checks
+from lib.verdict import Check, load_checks, results_path
 
 __all__ = ["T_LEVEL", "t_interval", "over_seeds", "with_replicates", "TRAVEL", "travel", "paired_gaps", "gap_outcome", "shortfalls", "percent", "sweep_budget"]
 
@@ -119,8 +119,6 @@ def travel(chapter: str, profile: str, *, seeds: tuple[int, ...] = (0,)) -> pd.D
         value moves to the claimed side of the threshold, e.g. up for ``>``), ``"away"``,
         ``"flat"`` (no change), or ``""`` with fewer than two snapshots recorded.
     """
-    from lib.verdict import results_path
-
     rows = []
     for seed in seeds:
         recorded = {at: load_checks(chapter, profile, seed, at) for at in TRAVEL if results_path(chapter, profile, seed, at).exists()}

@@ -20,18 +20,6 @@ def _color(name: str, i: int) -> str:
     return COLORS.get(name, _PALETTE[i % len(_PALETTE)])
 
 
-def _log_ticks(ax, low: float, high: float) -> None:
-    """1-2-5 ticks on a log x axis (1-10-100 over wide ranges, 1…9 over narrow ones), written plainly.
-
-    The default labels minor ticks over a narrow range, where they overlap.
-    """
-    decades = np.log10(high / low)
-    subs = (1.0,) if decades >= 2.5 else (1.0, 2.0, 5.0) if decades >= 0.5 else tuple(range(1, 10))
-    ax.xaxis.set_major_locator(ticker.LogLocator(subs=subs))
-    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-
-
 def eigenvalue_spectra(spectra: dict[str, torch.Tensor], *, bins: int = 24, title: str | None = None) -> plt.Figure:
     """The pooled top-k eigenvalues of each model, negative and positive values in two panels (Fig 1c).
 
@@ -64,7 +52,7 @@ def eigenvalue_spectra(spectra: dict[str, torch.Tensor], *, bins: int = 24, titl
             neg_ax.hist(values[values < 0], bins=neg_edges, **{**style, "weights": weights[values < 0]}, label=label)
         pos_ax.hist(values[values > 0], bins=pos_edges, **{**style, "weights": weights[values > 0]}, label=label)
     pos_ax.set_xscale("log")
-    _log_ticks(pos_ax, pos_edges[0], pos_edges[-1])
+    plain_log_axis(pos_ax.xaxis, (pos_edges[0], pos_edges[-1]))
     if neg_ax is not None:
         neg_ax.set(xlabel="eigenvalue (< 0)", ylabel="share of pooled values")
         pos_ax.set(xlabel="eigenvalue (> 0, log scale)")

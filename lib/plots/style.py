@@ -89,11 +89,19 @@ def legend_above(ax_or_fig, handles=None, labels=None, *, ncol: int | None = Non
     return ax_or_fig.legend(handles, labels, **{**where, **options, **kw})
 
 
-def plain_log_axis(axis) -> None:
-    """1-2-5 ticks on a log axis written as plain numbers (0.2, 0.5, 1, 2), not as powers of ten."""
+def plain_log_axis(axis, span: tuple[float, float] | None = None) -> None:
+    """1-2-5 ticks on a log axis written as plain numbers (0.2, 0.5, 1, 2), not as powers of ten.
+
+    Given the axis's ``span`` (low, high), the ticks follow its width: 1-10-100 over 2.5 decades
+    or more, 1…9 under half a decade (where matplotlib would label overlapping minor ticks).
+    """
+    import math
+
     from matplotlib import ticker
 
-    axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    decades = math.log10(span[1] / span[0]) if span else 1.0
+    subs = (1.0,) if decades >= 2.5 else (1.0, 2.0, 5.0) if decades >= 0.5 else tuple(range(1, 10))
+    axis.set_major_locator(ticker.LogLocator(subs=subs))
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(ticker.NullFormatter())
 
