@@ -34,8 +34,9 @@ def estimate_training_seconds(profile: str, roles=("resnet", "vit", "alternet"),
 def step_seconds(role: str, profile: str = "paper", *, device: str = "auto", batch: int | None = None, steps: int = 2) -> float:
     """Measured seconds of one training step of ``role``'s model on ``batch`` random images (default: the recipe's batch).
 
-    The step is the engine's (bf16 autocast where native, channels_last and explicit attention
-    on a CPU, AdamW), without data loading; the fastest of ``steps`` steps after one warm-up step.
+    The step is the engine's own (:func:`lib.train.training_step`: bf16 autocast where native,
+    channels_last and explicit attention on a CPU, the recipe's loss, clipping and AdamW), on
+    hard labels and without data loading; the fastest of ``steps`` steps after one warm-up step.
     """
     import contextlib
 
@@ -52,7 +53,8 @@ def step_seconds(role: str, profile: str = "paper", *, device: str = "auto", bat
     if dev.type == "cpu":  # as the engine trains on a CPU
         model = model.to(memory_format=torch.channels_last)
     explicit = models.explicit_attention(model, kinds=models.SLOW_FUSED_ON_CPU) if dev.type == "cpu" else contextlib.nullcontext()
-    opt = torch.optim.AdamW(model.parameters(), lr=prof.recipe.lr)
+    optimizer = train.make_optimizer(model, prof.recipe)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=train.mixed_precision(dev))
     x = torch.randn(batch, 3, 32, 32, device=dev)
     y = torch.randint(0, 10, (batch,), device=dev)
     times = []
@@ -61,11 +63,7 @@ def step_seconds(role: str, profile: str = "paper", *, device: str = "auto", bat
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             tic = time.perf_counter()
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=train.mixed_precision(dev)):
-                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            train.training_step(model, optimizer, prof.recipe, x, y, autocast=autocast)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             times.append(time.perf_counter() - tic)
@@ -148,11 +146,11 @@ def _device_name(device) -> str:
     """A readable name of ``device``: the GPU's model, or the CPU's."""
     import torch
 
-    from lib import runs
+    from lib import run_store
 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{runs._cpu_name()} ({torch.get_num_threads()} threads)"
+    return f"{run_store.cpu_name()} ({torch.get_num_threads()} threads)"
 
 
 def book_runs(profile: str = "paper") -> dict[str, dict[Path, tuple[str, float]]]:

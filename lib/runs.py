@@ -1,8 +1,7 @@
 """Trained models on demand: ``trained(role, profile)`` loads the committed checkpoint or trains it.
 
-A run is looked up by a hash of a canonical, versioned dict of what changes its result (model,
-overrides, recipe, dataset, data fraction, seed); fields that are ``None`` or only affect speed
-stay out of it, so adding one orphans nothing. Committed: half-precision final and end-of-warm-up
+A run is looked up by its key (:mod:`lib.run_store`: a hash of what changes its result; the run
+tables are in :mod:`lib.run_reports`, both re-exported here). Committed: half-precision final and end-of-warm-up
 weights with their metrics and provenance under ``data/checkpoints/<profile>/``. Git-ignored:
 the resume state under ``data/runs/<profile>/``. ``smoke`` runs always train, into a temporary
 cache. With ``BOOK_TRAINING=off`` (tests, CI) ``cpu`` and ``paper`` runs never train: a missing
@@ -23,11 +22,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
-import platform
-import shlex
 import shutil
 import subprocess
 import sys
@@ -39,88 +35,17 @@ from torch import nn
 
 from lib import data, distributed, metrics, models, profiles, storage, train
 from lib.paths import REPO, checkpoint_root, runs_root, smoke_root, training_enabled  # noqa: F401  (re-exported)
-
-KEY_VERSION = 1
-AT = ("final", "warmup", "init")  # the snapshots a run keeps: end of training, end of warm-up, its starting point
-SCORED = ("final", "warmup")  # the snapshots whose test metrics meta.json records
+from lib.run_reports import compare_training, curves, table  # noqa: F401  (re-exported: the chapters call runs.table)
+from lib.run_store import (  # noqa: F401  (re-exported: runs.spec, runs.key, runs.run_dir … are the public names)
+    AT, KEY_VERSION, SCORED, _finish_supersede, _git_sha, _recipe, _split_overrides, committed, key, provenance, run_dir,
+    spec, train_command,
+)
 
 evaluate = metrics.evaluate  # the engine and the analyses score models with the same function
 
 
 class TrainingDisabledError(FileNotFoundError):
     """``BOOK_TRAINING=off`` and the checkpoint a chapter needs is not committed."""
-
-
-def _split_overrides(overrides: dict) -> tuple[dict, dict]:
-    recipe_keys = profiles.recipe_fields()
-    return ({k: v for k, v in overrides.items() if k in recipe_keys},
-            {k: v for k, v in overrides.items() if k not in recipe_keys})
-
-
-def _canonical_model_overrides(model_name: str, model_over: dict) -> dict:
-    """Model overrides checked against the builder (a typo is an error), typed like its defaults,
-    and those equal to a default dropped: ``window=4`` and ``window=4.0`` and no override at all
-    name the same run."""
-    defaults = models.config(model_name)
-    models.config(model_name, **model_over)  # raises on an unknown argument, listing the valid ones
-    out = {}
-    for name, value in model_over.items():
-        default = defaults.get(name)
-        if isinstance(default, tuple) and isinstance(value, list):
-            value = tuple(value)
-        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if value != default:
-            out[name] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
-def spec(role: str, profile: str = "cpu", *, seed: int = 0, fraction: float = 1.0, **overrides) -> dict:
-    """The canonical dict that identifies a run (its key is a hash of this)."""
-    prof = profiles.get(profile)
-    recipe_over, model_over = _split_overrides(overrides)
-    recipe = _recipe(prof, recipe_over)
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction={fraction!r} must lie in (0, 1]")
-    model_name = prof.model_name(role)
-    out = {
-        "key_version": KEY_VERSION,
-        "dataset": prof.dataset,
-        "model": model_name,
-        "model_overrides": _canonical_model_overrides(model_name, model_over),
-        "recipe": recipe.key_dict(),
-        "fraction": float(fraction),
-        "seed": int(seed),
-    }
-    if prof.train_fraction != 1.0:  # the share of the data the profile itself uses (smoke)
-        out["profile_train_fraction"] = prof.train_fraction
-    return out
-
-
-def key(run_spec: dict) -> str:
-    """12 hex digits of the SHA-256 of the canonical JSON of ``run_spec``."""
-    canonical = json.dumps(run_spec, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def _recipe(prof: profiles.Profile, recipe_over: dict) -> profiles.Recipe:
-    return dataclasses.replace(prof.recipe, **recipe_over) if recipe_over else prof.recipe
-
-
-def run_dir(role: str, profile: str = "cpu", *, seed: int = 0, fraction: float = 1.0, **overrides) -> Path:
-    """Folder of a run's committed checkpoint: ``<root>/<role>-<key>``."""
-    s = spec(role, profile, seed=seed, fraction=fraction, **overrides)
-    return checkpoint_root(profiles.get(profile).name) / f"{role}-{key(s)}"
-
-
-def train_command(role: str, profile: str, seed: int, fraction: float, overrides: dict) -> str:
-    """The shell command that trains this run (quoted in errors)."""
-    cmd = f"python -m lib.runs train {role} --profile {profile} --seed {seed} --fraction {fraction}"
-    if overrides:
-        cmd += " --set " + " ".join(shlex.quote(f"{k}={json.dumps(v, separators=(',', ':'))}") for k, v in sorted(overrides.items()))
-    return cmd
 
 
 def build(role: str, profile: str = "cpu", *, seed: int = 0, **overrides) -> nn.Module:
@@ -263,15 +188,6 @@ def trained(
     return _load(role, prof.name, seed, fraction, at, overrides, folder)
 
 
-def _finish_supersede(folder: Path) -> None:
-    """Complete a swap of a superseded record that was interrupted between its two renames."""
-    old, staged = folder.with_name(folder.name + ".superseded"), folder.with_name(folder.name + ".staging")
-    if old.exists() and not folder.exists() and (staged / "meta.json").exists():
-        os.replace(staged, folder)
-    if old.exists() and folder.exists():
-        shutil.rmtree(old)
-
-
 def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progress) -> None:
     run_spec = spec(role, prof.name, seed=seed, fraction=fraction, **overrides)
     recipe_over, _ = _split_overrides(overrides)
@@ -362,44 +278,6 @@ def _monitor_set(test_set, fraction: float):
     return test_set if fraction >= 1 else _balanced(test_set, MONITOR_IMAGES)
 
 
-def provenance(dataset: str, **extra) -> dict:
-    """Where a result came from: code version, data source, libraries, machine."""
-    import timm
-
-    sha, dirty = _git_sha()
-    return {
-        "git_sha": sha,
-        "git_dirty": dirty,
-        "data_source": data.source(dataset),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__},
-        "cpu": _cpu_name(),
-        "threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        **extra,
-    }
-
-
-def _git_sha() -> tuple[str, bool | None]:
-    """The checked-out commit and whether tracked files differ from it."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                                    capture_output=True, text=True, timeout=10).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", None
-    return sha or "unknown", dirty
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def add_init(role: str, profile: str = "cpu", *, seed: int = 0, fraction: float = 1.0, **overrides) -> Path:
     """Give a run trained before runs kept their starting point an ``init`` snapshot, rebuilt from its seed.
 
@@ -421,72 +299,6 @@ def add_init(role: str, profile: str = "cpu", *, seed: int = 0, fraction: float 
                     "provenance": provenance(profiles.get(profile).dataset)}
     storage.save_json(meta, folder / "meta.json")
     return folder
-
-
-def committed(profile: str = "cpu") -> list[dict]:
-    """Metadata of every committed run of ``profile`` (for the cast table and the ledger)."""
-    root = checkpoint_root(profile)
-    for old in root.glob("*.superseded"):  # a superseding retrain interrupted between its renames
-        _finish_supersede(old.with_name(old.name.removesuffix(".superseded")))
-    out = []
-    for meta_path in sorted(root.glob("*/meta.json")):
-        if meta_path.parent.name.endswith((".staging", ".superseded")):
-            continue
-        meta = storage.load_json(meta_path)
-        out.append({"dir": str(meta_path.parent), **meta})
-    return out
-
-
-def table(trained_models: dict[str, nn.Module]) -> "pd.DataFrame":
-    """One row per trained model: role, model, parameters, test accuracy/NLL/ECE, epochs, training time."""
-    import pandas as pd
-
-    rows = []
-    for role, model in trained_models.items():
-        run = model.book_run
-        final = run["test"]["final"]
-        rows.append({
-            "role": role,
-            "model": run["spec"]["model"],
-            "parameters (M)": run["parameters"] / 1e6,
-            "accuracy (%)": 100 * final["accuracy"],
-            "NLL": final["nll"],
-            "ECE (%)": 100 * final["ece"],
-            "epochs": run["spec"]["recipe"]["epochs"],
-            "train images": run["train_images"],
-            "training time (min)": run["provenance"]["wall_seconds"] / 60,
-        })
-    return pd.DataFrame(rows)
-
-
-def compare_training(trained_models: dict[str, nn.Module]) -> "pd.DataFrame":
-    """How well each model trained, against the first one: test accuracy and NLL, last-epoch training loss.
-
-    The training loss is the recipe's (label-smoothed, on augmented batches), averaged over the
-    last epoch, as the paper's "NLL_train" (methods.md §11).
-
-    Returns:
-        One row per model: ``model``, ``accuracy (%)``, ``test NLL``, ``train loss``,
-        ``Δaccuracy (points)`` and ``Δtrain loss`` relative to the first row.
-    """
-    import pandas as pd
-
-    rows = []
-    for name, model in trained_models.items():
-        run = model.book_run
-        rows.append({"model": name, "accuracy (%)": 100 * run["test"]["final"]["accuracy"],
-                     "test NLL": run["test"]["final"]["nll"], "train loss": run["history"][-1]["train_loss"]})
-    frame = pd.DataFrame(rows)
-    frame["Δaccuracy (points)"] = frame["accuracy (%)"] - frame["accuracy (%)"].iloc[0]
-    frame["Δtrain loss"] = frame["train loss"] - frame["train loss"].iloc[0]
-    return frame
-
-
-def curves(trained_models: dict[str, nn.Module]) -> "pd.DataFrame":
-    """The per-epoch training history of each model, tidy (role, epoch, lr, train_loss, test_accuracy, …)."""
-    import pandas as pd
-
-    return pd.DataFrame([{"role": role, **h} for role, m in trained_models.items() for h in m.book_run["history"]])
 
 
 def _parse_set(items: list[str]) -> dict:

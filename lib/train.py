@@ -152,6 +152,38 @@ def _loss(recipe: Recipe, logits: torch.Tensor, target: torch.Tensor) -> torch.T
     return _soft_cross_entropy(logits, target)
 
 
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """The optimiser every run uses: AdamW at the recipe's learning rate and weight decay."""
+    return torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
+def training_step(step_fn: Callable[[torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer, recipe: Recipe,
+                  x: torch.Tensor, target: torch.Tensor, *, autocast, where: tuple[str, int, int] = ("model", 0, 0)
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step as every run takes it: forward under ``autocast``, the recipe's loss, backward, clipping, step.
+
+    ``fit`` calls it for each batch and ``lib.cost`` times it, so the measured step is the trained one.
+    ``where`` (model name, epoch, step, counted from 0) names the step if the loss is not finite.
+    Returns the logits and the loss.
+    """
+    with autocast:
+        logits = step_fn(x)
+    loss = _loss(recipe, logits, target)
+    if not torch.isfinite(loss):
+        name, epoch, step = where
+        raise FloatingPointError(
+            f"training loss of {name} is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+            f"(lr {optimizer.param_groups[0]['lr']:.3g}). Runs are deterministic, so resuming repeats this: train with "
+            "a lower lr or stronger gradient clipping (a new run), or check the data."
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if recipe.clip_grad:
+        nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], recipe.clip_grad)
+    optimizer.step()
+    return logits, loss
+
+
 @dataclass
 class _Totals:
     """Running sums of the epoch in progress (saved with the state, so a resumed epoch reports them whole)."""
@@ -243,7 +275,7 @@ def fit(
     model.to(device)
     if device.type == "cpu":
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    optimizer = make_optimizer(model, recipe)
     position, history, totals = Position(0, 0), [], _Totals()
     state_path = Path(state_path) if state_path else None
     if state_path and state_path.exists():
@@ -286,20 +318,8 @@ def fit(
                 torch.manual_seed(step_seed(seed, epoch, step) + rank & (2**63 - 1))  # dropout / drop-path, per process
                 if device.type == "cpu":
                     x = x.contiguous(memory_format=torch.channels_last)
-                with autocast:
-                    logits = step_fn(x)
-                loss = _loss(recipe, logits, target)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"training loss of {type(model).__name__} is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                        f"(lr {group['lr']:.3g}). Runs are deterministic, so resuming repeats this: train with a lower "
-                        "lr or stronger gradient clipping (a new run), or check the data."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if recipe.clip_grad:
-                    nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad)
-                optimizer.step()
+                logits, loss = training_step(step_fn, optimizer, recipe, x, target, autocast=autocast,
+                                             where=(type(model).__name__, epoch, step))
                 totals.loss_sum += loss.item() * len(x)
                 totals.correct += (logits.argmax(1).cpu() == y).sum().item()
                 totals.seen += len(x)

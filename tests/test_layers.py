@@ -11,7 +11,7 @@ from lib import cache
 
 LIB = Path(__file__).resolve().parents[1] / "lib"
 SCIENCE = ("lib.data", "lib.models", "lib.analysis", "lib.metrics", "lib.train", "lib.distributed", "lib.storage", "lib.paths")
-BOOK_LAYER = ("lib.runs", "lib.cache", "lib.verdict", "lib.claims", "lib.ledger", "lib.differences", "lib.book",
+BOOK_LAYER = ("lib.runs", "lib.run_store", "lib.run_reports", "lib.cache", "lib.verdict", "lib.claims", "lib.ledger", "lib.differences", "lib.book",
               "lib.sweeps", "lib.yours", "lib.plots", "lib.cost")
 
 
