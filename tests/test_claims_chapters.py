@@ -165,11 +165,13 @@ def _low_pass(*args, **kwargs):
 # ---------------------------------------------------------------------------------- Chapter 3
 
 ROLES = ("resnet", "alternet", "vit")
-TESTED = {"alternet": "end_msa_vs_middle", "resnet": "start_vs_rest", "vit": "middle_msa_vs_other_msa"}
+TESTED = {"alternet": ("end_msa_vs_other_msa", "end_msa_vs_middle"), "resnet": ("start_vs_rest",),
+          "vit": ("middle_msa_vs_other_msa",)}
 BUDGETS = {kind: {role: {"profile": "cpu", "for": f"{kind}/{role}"} for role in ROLES}
            for kind in ("lesion", "cka", "variance")}
 
 CH3_CLAIMS = [
+    "AlterNet: removing an MSA at the end of a stage costs more than removing one of its other MSAs",
     "AlterNet: removing an MSA at the end of a stage costs more than removing a mid-stage unit",
     "ResNet: the unit at the start of a stage matters most",
     "ResNet: removing a stage's first unit costs more than removing one of its other units",
@@ -185,20 +187,20 @@ CH3_CLAIMS = [
     "AlterNet: feature-map variance falls back at the block that opens each stage",
     "AlterNet: feature-map variance is still down at each stage's first shape-preserving unit",
 ]
-CH3_IDS = ["lesion_end_msa_alternet", "start_costliest_resnet", "lesion_start_resnet", "lesion_middle_msa_vit",
+CH3_IDS = ["lesion_end_msa_vs_msa_alternet", "lesion_end_msa_alternet", "start_costliest_resnet", "lesion_start_resnet", "lesion_middle_msa_vit",
            "cka_blocks_resnet", "cka_blocks_alternet", "cka_blocks_matched_resnet", "cka_blocks_matched_alternet",
            "variance_buildup_resnet", "variance_reset_downsampling_resnet", "variance_reset_resnet",
            "variance_buildup_alternet", "variance_reset_downsampling_alternet", "variance_reset_alternet"]
-VARIANCE_IDS = CH3_IDS[8:]
+VARIANCE_IDS = CH3_IDS[9:]
 
 
 def _contrasts(lesion=(-0.05, -0.08, -0.02), **per_role) -> pd.DataFrame:
-    """``lesion_contrasts`` of every role (``role`` column), in accuracy fractions: each role's tested contrast is
+    """``lesion_contrasts`` of every role (``role`` column), in accuracy fractions: each role's tested contrasts are
     ``per_role.get(role, lesion)`` = (value, lo, hi); its other contrasts are undefined, as for a real model."""
     rows = []
     for role in ROLES:
         for name, compares in stages.LESION_CONTRASTS.items():
-            value, lo, hi = per_role.get(role, lesion) if name == TESTED[role] else (NAN, NAN, NAN)
+            value, lo, hi = per_role.get(role, lesion) if name in TESTED[role] else (NAN, NAN, NAN)
             defined = not math.isnan(value)
             rows.append({"role": role, "contrast": name, "compares": compares, "value": value, "lo": lo, "hi": hi,
                          "units_a": 3 if defined else 0, "units_b": 4 if defined else 0})
@@ -422,16 +424,17 @@ def test_low_pass_reads_the_resnets_trend_as_the_paper_does_and_its_split_as_our
 # ----------------------------------------------------------------------- stages_in_series
 
 
-def test_stages_in_series_returns_fourteen_checks_with_the_chapters_claims():
-    """Fourteen checks in the chapter's order, each with its role's budget of its kind; only the ViT is a control."""
+def test_stages_in_series_returns_fifteen_checks_with_the_chapters_claims():
+    """Fifteen checks in the chapter's order, each with its role's budget of its kind; only the ViT is a control."""
     checks = _stages_by_id()
     assert list(checks) == CH3_IDS and [c.claim for c in checks.values()] == CH3_CLAIMS
-    rules = [("<", 0.0), (">=", 0.75), ("<", 0.0), ("<", 0.0)] + [(">", 0.0)] * 4 + [(">=", 1.0)] * 6
+    rules = [("<", 0.0), ("<", 0.0), (">=", 0.75), ("<", 0.0), ("<", 0.0)] + [(">", 0.0)] * 4 + [(">=", 1.0)] * 6
     assert [(c.op, c.threshold) for c in checks.values()] == rules
     assert [k for k, c in checks.items() if c.note] == ["lesion_middle_msa_vit"] and checks["lesion_middle_msa_vit"].note == "control"
     assert [c.budget["for"] for c in checks.values()] == [
-        "lesion/alternet", "lesion/resnet", "lesion/resnet", "lesion/vit", "cka/resnet", "cka/alternet", "cka/resnet",
+        "lesion/alternet", "lesion/alternet", "lesion/resnet", "lesion/resnet", "lesion/vit", "cka/resnet", "cka/alternet", "cka/resnet",
         "cka/alternet"] + ["variance/resnet"] * 3 + ["variance/alternet"] * 3
+    assert checks["lesion_end_msa_vs_msa_alternet"].statistic == "Δacc, points: stage-end MSAs − other MSAs (3 vs 4 units)"
     assert checks["lesion_end_msa_alternet"].statistic == "Δacc, points: stage-end MSAs − mid-stage units (3 vs 4 units)"
     assert checks["start_costliest_resnet"].statistic.endswith("— 4 of 4")
     assert checks["variance_reset_downsampling_resnet"].statistic == (
@@ -443,10 +446,10 @@ def test_stages_in_series_holds_when_stages_work_in_series():
     """Lesion contrasts −5 points (−8 to −2), CKA blocks 0.2 (0.1 to 0.3), every stage builds up and resets."""
     checks = _stages_by_id()
     assert all(c.outcome == "holds" for c in checks.values())
-    for key in ("lesion_end_msa_alternet", "lesion_start_resnet", "lesion_middle_msa_vit"):
+    for key in ("lesion_end_msa_vs_msa_alternet", "lesion_end_msa_alternet", "lesion_start_resnet", "lesion_middle_msa_vit"):
         assert checks[key].value == pytest.approx(-5.0) and checks[key].interval == pytest.approx((-8.0, -2.0))
     assert checks["start_costliest_resnet"].value == 1.0  # the alternet rows (start never costliest) are not counted
-    assert [(c.value, c.interval) for c in list(checks.values())[4:8]] == [(0.2, (0.1, 0.3))] * 4
+    assert [(c.value, c.interval) for c in list(checks.values())[5:9]] == [(0.2, (0.1, 0.3))] * 4
     assert [checks[k].value for k in VARIANCE_IDS] == [1.0] * 6
 
 
@@ -459,6 +462,7 @@ def test_stages_in_series_is_contradicted_when_the_evidence_points_the_other_way
                                    preserving=((False, False, True), (True, True, True))))
     assert all(c.outcome == "contradicted" for k, c in checks.items() if k != "variance_reset_alternet")
     assert checks["variance_reset_alternet"].outcome == "holds"  # ours, at the first shape-preserving unit
+    assert checks["lesion_end_msa_vs_msa_alternet"].value == pytest.approx(3.0)
     assert checks["lesion_end_msa_alternet"].value == pytest.approx(3.0)
     assert checks["lesion_end_msa_alternet"].interval == pytest.approx((1.0, 5.0))
     assert checks["start_costliest_resnet"].value == 0.5 and checks["start_costliest_resnet"].statistic.endswith("— 2 of 4")
@@ -520,7 +524,7 @@ def test_stages_in_series_nan_never_holds():
 def test_stages_in_series_nan_interval_never_holds_even_with_a_value_on_the_claimed_side():
     """A finite contrast with NaN bounds (lesion_contrasts, bootstrap=0) keeps its undefined interval and does not hold."""
     checks = _stages(_contrasts(resnet=(-0.05, NAN, NAN)), blocks=_blocks(alternet={"plain": (0.2, NAN, NAN)}))
-    start, block = checks[2], checks[5]
+    start, block = checks[3], checks[6]
     # an interval-less value on the claimed side is not evidence: the rule still asks for the whole 95 % interval
     assert start.value == pytest.approx(-5.0) and not start.holds and start.rule == "< 0 (whole 95 % interval)"
     assert not block.holds

@@ -75,6 +75,8 @@ def test_contrast_weights_select_the_stated_groups():
     # A = stage-end MSAs s2.3, s3.4; B = mid-stage units s2.2, s3.2, s3.3
     expected = {"s2.3": 0.5, "s3.4": 0.5, "s2.2": -1 / 3, "s3.2": -1 / 3, "s3.3": -1 / 3}
     assert end_msa.tolist() == pytest.approx([expected.get(n, 0.0) for n in frame["name"]])
+    like = contrast_weights(frame, "end_msa_vs_other_msa")  # MSAs s2.3 and s3.4 end their stages, s3.2 does not
+    assert like.tolist() == pytest.approx([{"s2.3": 0.5, "s3.4": 0.5, "s3.2": -1.0}.get(n, 0.0) for n in frame["name"]])
     start = contrast_weights(frame, "start_vs_rest")
     # three stages: +1/3 on each start, −1/3 spread over the rest of its stage
     expected = {"s1.1": 1 / 3, "s1.2": -1 / 3, "s2.1": 1 / 3, "s2.2": -1 / 6, "s2.3": -1 / 6,
@@ -82,7 +84,7 @@ def test_contrast_weights_select_the_stated_groups():
     assert start.tolist() == pytest.approx([expected[n] for n in frame["name"]])
     middle = contrast_weights(frame, "middle_msa_vs_other_msa")  # MSAs s2.3, s3.2, s3.4: middle third is s3.2
     assert middle.tolist() == pytest.approx([{"s3.2": 1.0, "s2.3": -0.5, "s3.4": -0.5}.get(n, 0.0) for n in frame["name"]])
-    for name in ("end_msa_vs_middle", "start_vs_rest", "middle_msa_vs_other_msa"):
+    for name in ("end_msa_vs_other_msa", "end_msa_vs_middle", "start_vs_rest", "middle_msa_vs_other_msa"):
         w = contrast_weights(frame, name)
         assert w[w > 0].sum().item() == pytest.approx(1.0) and w[w < 0].sum().item() == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="unknown contrast"):
@@ -100,6 +102,7 @@ def test_lesion_contrasts_equal_differences_of_group_means():
     start_vs_rest = ((d["s1.1"] - d["s1.2"]) + (d["s2.1"] - (d["s2.2"] + d["s2.3"]) / 2)
                      + (d["s3.1"] - (d["s3.2"] + d["s3.3"] + d["s3.4"]) / 3)) / 3
     middle_msa = d["s3.2"] - (d["s2.3"] + d["s3.4"]) / 2
+    assert out.loc["end_msa_vs_other_msa", "value"] == pytest.approx(-middle_msa, abs=1e-12)  # the same three MSAs
     assert out.loc["end_msa_vs_middle", "value"] == pytest.approx(end_vs_middle, abs=1e-12)
     assert out.loc["start_vs_rest", "value"] == pytest.approx(start_vs_rest, abs=1e-12)
     assert out.loc["middle_msa_vs_other_msa", "value"] == pytest.approx(middle_msa, abs=1e-12)

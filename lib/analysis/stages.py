@@ -53,6 +53,7 @@ ALPHA = 0.05  # two-sided: 95 % percentile intervals
 
 # name → what it compares (group A − group B), as the chapter states it.
 LESION_CONTRASTS = {
+    "end_msa_vs_other_msa": "stage-end MSAs − other MSAs",
     "end_msa_vs_middle": "stage-end MSAs − mid-stage units",
     "start_vs_rest": "start of stage − rest of the same stage (mean over stages)",
     "middle_msa_vs_other_msa": "MSAs in the middle third − other MSAs",
@@ -83,8 +84,10 @@ def _group(a: Sequence[bool], b: Sequence[bool]) -> torch.Tensor:
 def contrast_weights(frame: pd.DataFrame, name: str) -> torch.Tensor:
     """Weights ``[U]`` over the rows of a lesion frame for one of :data:`LESION_CONTRASTS`.
 
-    - ``end_msa_vs_middle``: A = MSA units that are the last shape-preserving unit of their
-      stage; B = mid-stage units (neither first nor last of their stage), of any kind.
+    - ``end_msa_vs_other_msa``: A = MSA units that are the last shape-preserving unit of their
+      stage; B = the other MSA units (like with like: the paper reads its lesions MSA against MSA).
+    - ``end_msa_vs_middle``: A as above; B = mid-stage units (neither first nor last of their
+      stage), of any kind.
     - ``start_vs_rest``: for each stage with at least two shape-preserving units, +1 on its
       first and −1/(k − 1) on its k − 1 others; averaged over those stages.
     - ``middle_msa_vs_other_msa``: A = MSAs in the :func:`middle_third` of the model's MSAs
@@ -94,6 +97,8 @@ def contrast_weights(frame: pd.DataFrame, name: str) -> torch.Tensor:
     """
     msa = (frame["kind"] == "msa").to_numpy(bool)
     first, last = frame["first_in_stage"].to_numpy(bool), frame["last_in_stage"].to_numpy(bool)
+    if name == "end_msa_vs_other_msa":
+        return _group(msa & last, msa & ~last)
     if name == "end_msa_vs_middle":
         return _group(msa & last, ~first & ~last)
     if name == "start_vs_rest":

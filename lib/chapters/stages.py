@@ -33,7 +33,7 @@ PARTS = (
     Part("In a CNN, the unit at the start of a stage matters most", "Fig 10",
          decide=("lesion_start_resnet",), ours=("start_costliest_resnet",)),
     Part("With MSAs at the ends of stages, those MSAs matter most", "Fig 10",
-         decide=("lesion_end_msa_alternet",), ours=("lesion_middle_msa_vit",)),
+         decide=("lesion_end_msa_vs_msa_alternet",), ours=("lesion_end_msa_alternet", "lesion_middle_msa_vit")),
     Part("Unit outputs form one similarity (CKA) block per stage", "Fig 10",
          decide=("cka_blocks_resnet", "cka_blocks_alternet"), ours=("cka_blocks_matched_resnet", "cka_blocks_matched_alternet")),
     Part("Feature-map variance builds up within a stage and falls back at the start of the next", "Fig 9",
@@ -44,6 +44,8 @@ PARTS = (
 
 # the lesion contrasts the chapter tests: (id, role, contrast of lib.analysis.stages.lesion_contrasts, claim)
 LESION_CONTRASTS = (
+    ("lesion_end_msa_vs_msa_alternet", "alternet", "end_msa_vs_other_msa",
+     "AlterNet: removing an MSA at the end of a stage costs more than removing one of its other MSAs"),
     ("lesion_end_msa_alternet", "alternet", "end_msa_vs_middle",
      "AlterNet: removing an MSA at the end of a stage costs more than removing a mid-stage unit"),
     ("lesion_start_resnet", "resnet", "start_vs_rest",
@@ -59,6 +61,8 @@ def methods(profile: str = "cpu") -> list[tuple[str, str, str]]:
     return [
         ("lesion models", "Swin on CIFAR-100 (poster)", "ResNet, AlterNet and ViT of the cast"),
         ("lesion data", "test set", "whole test set, paired 95 % bootstrap"),
+        ("stage-end MSAs compared with", "the other MSAs (read from the Swin's figure)",
+         "the other MSAs; ours also: the mid-stage units of any kind"),
         ("CKA", "mini-batch CKA (no code released)", f"mini-batch linear CKA, {a.sweep_images:,} test images"),
     ]
 
