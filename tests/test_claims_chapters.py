@@ -421,6 +421,27 @@ def test_low_pass_reads_the_resnets_trend_as_the_paper_does_and_its_split_as_our
                         trends={}, budget=BUDGET)
 
 
+
+def test_the_fourier_checks_of_two_models_and_the_protocol_comparison_say_which_verdicts_move():
+    """The Fourier checks of the BatchNorm models alone; a reading whose verdict differs between protocols is marked,
+    one that keeps its verdict (whatever its value) is not; protocols with different checks are an error."""
+    ours = low_pass.fourier_checks(_counts(UNITS_OK), {"resnet": _trend()}, BUDGET, roles=low_pass.BATCHNORM_ROLES)
+    assert list(ours) == ["dlogA_alternet_msa", "dlogA_resnet_conv", "dlogA_alternet_conv", *TREND_IDS]
+    theirs = low_pass.fourier_checks(_counts(UNITS_OK), {"resnet": _trend(total=(0.5, 0.0, 1.0), within=(-1.0, -1.2, -0.8))},
+                                     BUDGET, roles=low_pass.BATCHNORM_ROLES)
+    table = low_pass.protocol_comparison({"ours": ours, "theirs": theirs})
+    assert list(table.index) == list(ours)
+    assert table.loc["dlogA_trend_resnet", ["ours: verdict", "theirs: verdict"]].tolist() == ["holds", "inconclusive"]
+    assert table["depends on the protocol"].to_dict() == {key: key == "dlogA_trend_resnet" for key in ours}
+    assert table.loc["dlogA_within_stages_resnet", "theirs"] == -1.0  # moved, but contradicted both ways
+    summary = low_pass.protocol_summary(table)
+    assert list(summary.columns) == ["ours", "theirs", "verdict depends on the protocol"]
+    assert summary.loc[ours["dlogA_trend_resnet"].claim].tolist() == ["4, holds", "0.5, inconclusive", "yes"]
+    with pytest.raises(ValueError, match="protocol 'fewer' has checks"):
+        low_pass.protocol_comparison({"ours": ours, "fewer": dict(list(theirs.items())[:2])})
+    with pytest.raises(ValueError, match="no protocols"):
+        low_pass.protocol_comparison({})
+
 # ----------------------------------------------------------------------- stages_in_series
 
 

@@ -26,6 +26,9 @@ KIND_NAMES = {"stem": "stem", "conv": "Conv", "msa": "MSA", "mlp": "MLP"}
 DIRECTIONS = (("vit", "msa", "lower"), ("alternet", "msa", "lower"), ("resnet", "conv", "raise"),
               ("alternet", "conv", "raise"), ("vit", "mlp", "raise"))
 SHARE = 0.5  # least share of a kind's units that must move in the claimed direction
+# the models of the cast with BatchNorm, whose Fourier values depend on how it normalises (the authors' protocol)
+BATCHNORM_ROLES = ("resnet", "alternet")
+ONE_IMAGE = 0  # the test image the authors' one-image protocol measures: the first, fixed before computing
 
 FREQUENCIES = tuple(round(0.1 * i, 1) for i in range(1, 10))  # band centres of the noise sweep, × π
 NOISE_EPS = (0.05, 0.1, 0.2, 0.7)  # band-noise amplitudes, normalised units, fixed in advance
@@ -38,7 +41,7 @@ SNAPSHOTS = ("init", "warmup", "final")
 
 CLAIM = "MSAs are low-pass filters and Convs are high-pass filters."
 SCOPE = ("The cast trains for 12 epochs on CIFAR-10, one seed each; every unit's effect is measured on the whole "
-         "test set in eval mode (the paper: one image, train mode), and the noise checks use 2,000 test images.")
+         "test set in eval mode (the paper: one image, train mode; both are shown), and so are the noise checks.")
 PARTS = (
     Part("MSAs lower the high-frequency amplitude of feature maps", "Figs 2a, 8",
          decide=("dlogA_vit_msa", "dlogA_alternet_msa")),
@@ -62,10 +65,12 @@ def methods(profile: str = "cpu") -> list[tuple[str, str, str]]:
     """``(what, paper, ours)`` rows of the chapter's methods under ``profile``."""
     a = profiles.get(profile).analysis
     return [
-        ("Fourier data", "one ImageNet image, model left in train mode", "whole test set, eval mode"),
+        ("Fourier data", "one ImageNet image, model left in train mode",
+         "whole test set, eval mode; the authors' way beside it (BatchNorm on each image's own statistics)"),
         ("variance data", "first 256 CIFAR-100 test images", "whole test set, eval mode"),
         ("per-unit effect", "read from the figure by eye", "paired change from the unit's input, 95 % bootstrap"),
-        ("noise data", "ImageNet-1K validation set", f"{a.sweep_images:,} class-balanced test images"),
+        ("noise data", "ImageNet-1K validation set",
+         f"whole test set at ε = {VERDICT_EPS} (the checks); {a.sweep_images:,} class-balanced test images for every ε"),
         ("noise amplitude ε", "unknown (helper 0.007, pseudo-code 0.7)",
          f"{', '.join(map(str, NOISE_EPS))} normalised; checks at {VERDICT_EPS}"),
         ("noise band mask", "centred squares after fftshift (not Hermitian; 0.1π includes DC on 32×32)",
@@ -111,6 +116,71 @@ def _trend_checks(trend: pd.DataFrame, budget: dict) -> dict[str, Check]:
             for key, part, claim, statistic in TREND_CHECKS}
 
 
+def _direction_check(counts: pd.DataFrame, statistic: str, role: str, kind: str, direction: str, share: float,
+                     budget: dict) -> Check:
+    value, n, units = _share(counts, role, kind, direction)
+    return Check(claim=f"{LABELS[role]}: {KIND_NAMES[kind]} units {direction} {statistic}",
+                 statistic=f"share of {kind} units whose change in {statistic} is {'< 0' if direction == 'lower' else '> 0'} "
+                           f"(95 % CI) — {n} of {units}",
+                 value=value, op=">=", threshold=share, budget=budget)
+
+
+def fourier_checks(high_counts: pd.DataFrame, trends: dict[str, pd.DataFrame], budget: dict, *,
+                   roles=CAST, share: float = SHARE) -> dict[str, Check]:
+    """The checks of the Fourier section by id: per-unit shares of :data:`DIRECTIONS` for ``roles``, then the ResNet's trend.
+
+    Args:
+        high_counts: :func:`direction_counts` of ΔlogA(π) (at least the rows of ``roles``).
+        trends: role → ``lib.analysis.trend.high_frequency_trend``; ``"resnet"`` is required when it is in ``roles``.
+        budget: ``lib.verdict.budget`` of the measurement.
+        roles: The models whose per-unit shares are checked.
+        share: Least share of a kind's units that must move in the claimed direction.
+    """
+    out = {f"dlogA_{role}_{kind}": _direction_check(high_counts, "ΔlogA(π)", role, kind, direction, share, budget)
+           for role, kind, direction in DIRECTIONS if role in roles}
+    if "resnet" in roles:  # the ResNet's trend, read as the paper reads Fig 8, and its parts
+        out.update(_trend_checks(trends["resnet"], budget))
+    return out
+
+
+def protocol_comparison(by_protocol: dict[str, dict[str, Check]]) -> pd.DataFrame:
+    """The same checks measured under several protocols, side by side, and whether the verdict depends on the protocol.
+
+    Args:
+        by_protocol: protocol name → checks by id (the ids of the first are the rows; every
+            protocol must have them all).
+
+    Returns:
+        One row per check id: ``claim``, then ``<protocol>`` (value) and ``<protocol>: verdict``
+        (*holds*, *inconclusive* or *contradicted*) per protocol, and ``depends on the protocol``
+        (the verdicts differ).
+    """
+    if not by_protocol:
+        raise ValueError("no protocols to compare")
+    first = next(iter(by_protocol.values()))
+    for name, found in by_protocol.items():
+        if set(found) != set(first):
+            raise ValueError(f"protocol {name!r} has checks {sorted(found)}, expected {sorted(first)}")
+    rows = []
+    for key, check in first.items():
+        row = {"check": key, "claim": check.claim}
+        for name, found in by_protocol.items():
+            row[name] = found[key].value
+            row[f"{name}: verdict"] = found[key].outcome
+        row["depends on the protocol"] = len({found[key].outcome for found in by_protocol.values()}) > 1
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("check")
+
+
+def protocol_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`protocol_comparison` for reading: one row per claim, one ``value, verdict`` column per protocol."""
+    protocols = [c for c in table.columns if c not in ("claim", "depends on the protocol") and not c.endswith(": verdict")]
+    out = pd.DataFrame({p: [f"{v:.3g}, {w}" for v, w in zip(table[p], table[f"{p}: verdict"])] for p in protocols},
+                       index=pd.Index(table["claim"], name="reading"))
+    out["verdict depends on the protocol"] = ["yes" if d else "no" for d in table["depends on the protocol"]]
+    return out
+
+
 def checks(
     high_counts: pd.DataFrame,
     variance_counts: pd.DataFrame,
@@ -138,17 +208,10 @@ def checks(
         high_bands, low_bands: Band centres (π) averaged for "high" and "low" frequency noise.
         seed: Seed of the image bootstrap.
     """
-    out = {}
-    for tag, statistic, counts in (("dlogA", "ΔlogA(π)", high_counts), ("variance", "feature-map variance", variance_counts)):
-        for role, kind, direction in DIRECTIONS:
-            value, n, units = _share(counts, role, kind, direction)
-            out[f"{tag}_{role}_{kind}"] = Check(
-                claim=f"{LABELS[role]}: {KIND_NAMES[kind]} units {direction} {statistic}",
-                statistic=f"share of {kind} units whose change in {statistic} is {'< 0' if direction == 'lower' else '> 0'} "
-                          f"(95 % CI) — {n} of {units}",
-                value=value, op=">=", threshold=share, budget=budget)
-        if tag == "dlogA":  # the ResNet's trend, read as the paper reads Fig 8, and its parts
-            out.update(_trend_checks(trends["resnet"], budget))
+    out = fourier_checks(high_counts, trends, budget, share=share)
+    for role, kind, direction in DIRECTIONS:
+        out[f"variance_{role}_{kind}"] = _direction_check(variance_counts, "feature-map variance", role, kind, direction,
+                                                          share, budget)
     grows = growth["grows"].astype(bool)
     out["variance_buildup_resnet"] = Check(
         claim="ResNet: variance builds up within every stage",
