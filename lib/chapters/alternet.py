@@ -99,7 +99,7 @@ def methods(profile: str = "cpu") -> list[tuple[str, str, str]]:
          f"AlterNet vs its pre-act baseline, Lanczos top-5 per batch, {a.hessian_batches} batches of "
          f"{a.hessian_batch_size}, end of warm-up and of training"),
         ("robustness", "mean accuracy on CIFAR-100-C (presumably; poster Fig 8c)",
-         f"band noise as in Chapter 2 at ε = {EPS}, {a.sweep_images:,} class-balanced test images"),
+         f"band noise as in Chapter 2 at ε = {EPS}, whole test set"),
     ]
 
 
