@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from lib import profiles
-from lib.analysis import fourier, robustness
+from lib.analysis import fourier, protocol, robustness
 from lib.chapters.base import CAST, Request
 from lib.profiles import ROLE_LABELS as LABELS
 from lib.verdict import Check, Part
@@ -170,6 +170,36 @@ def protocol_comparison(by_protocol: dict[str, dict[str, Check]]) -> pd.DataFram
         row["depends on the protocol"] = len({found[key].outcome for found in by_protocol.values()}) > 1
         rows.append(row)
     return pd.DataFrame(rows).set_index("check")
+
+
+PROTOCOLS = ("ours", "authors', whole test set", "authors', one image")  # the columns of the side-by-side table
+
+
+def protocol_readings(store, cast: dict, images, ours: tuple[dict, dict], budget: dict) -> pd.DataFrame:
+    """The Fourier checks of the BatchNorm models under our protocol and the authors', side by side.
+
+    Args:
+        store: The chapter's ``lib.cache.Cache``; the authors' measurements are cached in it as
+            ``fourier-own-stats[-one]-<role>`` and ``trend-own-stats[-one]-<role>``.
+        cast: role → trained model.
+        images: The test images; the one-image protocol measures ``images[ONE_IMAGE]``.
+        ours: ``(high, trends)``, our per-unit ΔlogA(π) frames and trends by role.
+        budget: ``lib.verdict.budget`` of the measurement.
+
+    Returns:
+        :func:`protocol_comparison` of :data:`PROTOCOLS`.
+    """
+    measured = {"ours": ours}
+    for label, subset, slug in ((PROTOCOLS[1], images, "own-stats"),
+                                (PROTOCOLS[2], images[ONE_IMAGE : ONE_IMAGE + 1], "own-stats-one")):
+        measured[label] = (
+            {r: store.apply(f"fourier-{slug}-{r}", protocol.high_frequency_by_depth, cast[r], subset, progress=False)
+             for r in BATCHNORM_ROLES},
+            {"resnet": store.apply(f"trend-{slug}-resnet", protocol.high_frequency_trend, cast["resnet"], subset,
+                                   progress=False)})
+    return protocol_comparison({label: fourier_checks(direction_counts({r: high[r] for r in BATCHNORM_ROLES}), trends,
+                                                      budget, roles=BATCHNORM_ROLES)
+                                for label, (high, trends) in measured.items()})
 
 
 def protocol_summary(table: pd.DataFrame) -> pd.DataFrame:
