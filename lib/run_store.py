@@ -28,7 +28,8 @@ AT = ("final", "warmup", "init")  # the snapshots a run keeps: end of training, 
 SCORED = ("final", "warmup")  # the snapshots whose test metrics meta.json records
 
 
-def _split_overrides(overrides: dict) -> tuple[dict, dict]:
+def split_overrides(overrides: dict) -> tuple[dict, dict]:
+    """``overrides`` split into recipe fields and model arguments."""
     recipe_keys = profiles.recipe_fields()
     return ({k: v for k, v in overrides.items() if k in recipe_keys},
             {k: v for k, v in overrides.items() if k not in recipe_keys})
@@ -57,8 +58,8 @@ def _canonical_model_overrides(model_name: str, model_over: dict) -> dict:
 def spec(role: str, profile: str = "cpu", *, seed: int = 0, fraction: float = 1.0, **overrides) -> dict:
     """The canonical dict that identifies a run (its key is a hash of this)."""
     prof = profiles.get(profile)
-    recipe_over, model_over = _split_overrides(overrides)
-    recipe = _recipe(prof, recipe_over)
+    recipe_over, model_over = split_overrides(overrides)
+    recipe = recipe_with_overrides(prof, recipe_over)
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction={fraction!r} must lie in (0, 1]")
     model_name = prof.model_name(role)
@@ -82,7 +83,8 @@ def key(run_spec: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def _recipe(prof: profiles.Profile, recipe_over: dict) -> profiles.Recipe:
+def recipe_with_overrides(prof: profiles.Profile, recipe_over: dict) -> profiles.Recipe:
+    """The profile's recipe with ``recipe_over`` applied."""
     return dataclasses.replace(prof.recipe, **recipe_over) if recipe_over else prof.recipe
 
 
@@ -100,7 +102,7 @@ def train_command(role: str, profile: str, seed: int, fraction: float, overrides
     return cmd
 
 
-def _finish_supersede(folder: Path) -> None:
+def finish_supersede(folder: Path) -> None:
     """Complete a swap of a superseded record that was interrupted between its two renames."""
     old, staged = folder.with_name(folder.name + ".superseded"), folder.with_name(folder.name + ".staging")
     if old.exists() and not folder.exists() and (staged / "meta.json").exists():
@@ -113,7 +115,7 @@ def provenance(dataset: str, **extra) -> dict:
     """Where a result came from: code version, data source, libraries, machine."""
     import timm
 
-    sha, dirty = _git_sha()
+    sha, dirty = git_sha()
     return {
         "git_sha": sha,
         "git_dirty": dirty,
@@ -126,7 +128,7 @@ def provenance(dataset: str, **extra) -> dict:
     }
 
 
-def _git_sha() -> tuple[str, bool | None]:
+def git_sha() -> tuple[str, bool | None]:
     """The checked-out commit and whether tracked files differ from it."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -152,7 +154,7 @@ def committed(profile: str = "cpu") -> list[dict]:
     """Metadata of every committed run of ``profile`` (for the cast table and the ledger)."""
     root = checkpoint_root(profile)
     for old in root.glob("*.superseded"):  # a superseding retrain interrupted between its renames
-        _finish_supersede(old.with_name(old.name.removesuffix(".superseded")))
+        finish_supersede(old.with_name(old.name.removesuffix(".superseded")))
     out = []
     for meta_path in sorted(root.glob("*/meta.json")):
         if meta_path.parent.name.endswith((".staging", ".superseded")):

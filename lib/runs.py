@@ -37,8 +37,8 @@ from lib import data, distributed, metrics, models, profiles, storage, train
 from lib.paths import REPO, checkpoint_root, runs_root, smoke_root, training_enabled  # noqa: F401  (re-exported)
 from lib.run_reports import compare_training, curves, table  # noqa: F401  (re-exported: the chapters call runs.table)
 from lib.run_store import (  # noqa: F401  (re-exported: runs.spec, runs.key, runs.run_dir … are the public names)
-    AT, KEY_VERSION, SCORED, _finish_supersede, _git_sha, _recipe, _split_overrides, committed, key, provenance, run_dir,
-    spec, train_command,
+    AT, KEY_VERSION, SCORED, committed, finish_supersede, git_sha, key, provenance, recipe_with_overrides, run_dir, spec,
+    split_overrides, train_command,
 )
 
 evaluate = metrics.evaluate  # the engine and the analyses score models with the same function
@@ -51,8 +51,8 @@ class TrainingDisabledError(FileNotFoundError):
 def build(role: str, profile: str = "cpu", *, seed: int = 0, **overrides) -> nn.Module:
     """A freshly initialised model for ``role`` (init seeded by ``seed``), with its data set recorded."""
     prof = profiles.get(profile)
-    recipe_over, model_over = _split_overrides(overrides)
-    recipe = _recipe(prof, recipe_over)
+    recipe_over, model_over = split_overrides(overrides)
+    recipe = recipe_with_overrides(prof, recipe_over)
     if recipe.drop_path_rate is not None:
         model_over.setdefault("drop_path_rate", recipe.drop_path_rate)
     num_classes = data.NUM_CLASSES[prof.dataset]
@@ -170,7 +170,7 @@ def trained(
         raise storage.CorruptFileError(
             f"{folder} has no meta.json: the checkpoint is incomplete. Delete the folder and retrain it with: "
             + train_command(role, prof.name, seed, fraction, overrides))
-    _finish_supersede(folder)
+    finish_supersede(folder)
     metrics_only = folder.exists() and not (folder / "final.safetensors").exists()
     if not folder.exists() or metrics_only:
         if prof.name != "smoke" and not training_enabled():
@@ -190,8 +190,8 @@ def trained(
 
 def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progress) -> None:
     run_spec = spec(role, prof.name, seed=seed, fraction=fraction, **overrides)
-    recipe_over, _ = _split_overrides(overrides)
-    recipe = _recipe(prof, recipe_over)
+    recipe_over, _ = split_overrides(overrides)
+    recipe = recipe_with_overrides(prof, recipe_over)
     distributed.setup(train.resolve_device(device))  # under torchrun: join the other processes now
     with distributed.main_first():  # one process decodes (or downloads) the data set into its cache
         # a profile may train on a share of the data (smoke); a run's own fraction is a share of that
@@ -220,7 +220,7 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
         print(f"training {role} ({run_spec['model']}, profile {prof.name}, seed {seed}, fraction {fraction}) → {folder}"
               + (f" on {distributed.world_size()} processes" if distributed.world_size() > 1 else ""), file=sys.stderr, flush=True)
     tic = time.time()
-    sha_at_start = _git_sha()[0]
+    sha_at_start = git_sha()[0]
     history = train.fit(model, recipe, train_set, monitor_set, seed=seed, num_classes=data.NUM_CLASSES[prof.dataset],
                         dataset=prof.dataset, state_path=state_path, on_epoch_end=snapshot, device=device, progress=progress)
     if not distributed.is_main():
@@ -264,7 +264,7 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
     if folder.exists():  # the old record leaves only once the new one is whole
         os.replace(folder, folder.with_name(folder.name + ".superseded"))
     os.replace(staged, folder)  # the checkpoint appears whole or not at all
-    _finish_supersede(folder)
+    finish_supersede(folder)
     distributed.barrier()  # the other processes (under torchrun) may load it now
 
 
