@@ -147,6 +147,7 @@ def trained(
     at: str = "final",
     device: str = "auto",
     progress: bool | None = None,
+    retrain: bool = False,
     **overrides,
 ) -> nn.Module:
     """The model of ``role`` trained under ``profile``: fp32, eval mode, on the CPU.
@@ -156,8 +157,11 @@ def trained(
     the snapshot taken at the end of warm-up, ``at="init"`` the weights training started from
     (the control "at initialisation" of a trained model: read from disk, so the same on every
     CPU, where a model built afresh is not). ``overrides`` are recipe fields (``epochs=8``)
-    or model arguments (``local=3``). The normalisation is recorded as ``model.book_dataset``
-    and the run's metadata as ``model.book_run``. ``progress=None`` shows progress bars except
+    or model arguments (``local=3``). ``retrain=True`` trains a committed run again (to add a
+    snapshot it lacks): the old record stays under ``superseded`` with its final weights' hash,
+    and ``final_reproduced`` says whether the new final weights are byte for byte the old ones.
+    The normalisation is recorded as ``model.book_dataset`` and the run's metadata as
+    ``model.book_run``. ``progress=None`` shows progress bars except
     for ``smoke`` runs, which are quick and silent.
     """
     if at not in AT:
@@ -172,9 +176,11 @@ def trained(
             + train_command(role, prof.name, seed, fraction, overrides))
     finish_supersede(folder)
     metrics_only = folder.exists() and not (folder / "final.safetensors").exists()
-    if not folder.exists() or metrics_only:
+    if not folder.exists() or metrics_only or retrain:
         if prof.name != "smoke" and not training_enabled():
             command = train_command(role, prof.name, seed, fraction, overrides)
+            if retrain:
+                raise TrainingDisabledError(f"retrain=True trains {folder} again, and BOOK_TRAINING=off. Run:\n  {command} --retrain")
             if metrics_only:
                 raise TrainingDisabledError(
                     f"{folder} keeps only the metrics of this run (its weights were not committed), and BOOK_TRAINING=off. "
@@ -254,12 +260,16 @@ def _train(role, prof, *, seed, fraction, overrides, folder: Path, device, progr
         "init": {"how": "saved as training started"},
         "provenance": provenance(prof.dataset, wall_seconds=wall, elapsed_seconds=time.time() - tic,
                                  device=str(train.resolve_device(device)), git_sha_at_start=sha_at_start,
+                                 compiled=recipe.compile,
                                  **({"processes": distributed.world_size()} if distributed.world_size() > 1 else {})),
     }
     if (folder / "meta.json").exists():  # a metrics-only record of the same run (e.g. a sweep's): this run supersedes it
         earlier = storage.load_json(folder / "meta.json")
-        meta["superseded"] = [*earlier.pop("superseded", []),
-                              {k: earlier[k] for k in ("test", "history", "provenance", "init") if k in earlier}]
+        record = {k: earlier[k] for k in ("test", "history", "provenance", "init") if k in earlier}
+        if (folder / "final.safetensors").exists():  # a retrain of a run with weights: were they reproduced?
+            record["final_sha256"] = storage.sha256(folder / "final.safetensors")
+            meta["final_reproduced"] = record["final_sha256"] == storage.sha256(staged / "final.safetensors")
+        meta["superseded"] = [*earlier.pop("superseded", []), record]
     storage.save_json(meta, staged / "meta.json")
     if folder.exists():  # the old record leaves only once the new one is whole
         os.replace(folder, folder.with_name(folder.name + ".superseded"))
@@ -324,6 +334,9 @@ def main(argv=None) -> None:
     t.add_argument("--fraction", type=float, default=1.0)
     t.add_argument("--device", default="auto")
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe or model overrides")
+    t.add_argument("--retrain", action="store_true",
+                   help="train a committed run again (e.g. to add a snapshot it lacks); the old record stays under "
+                        "'superseded', with its final weights' hash, and 'final_reproduced' says whether they came out the same")
     a = sub.add_parser("add-init", help="give runs trained before init snapshots were kept one, rebuilt from their seed")
     a.add_argument("roles", nargs="+", metavar="role")
     a.add_argument("--profile", default="cpu", choices=sorted(profiles.PROFILES))
@@ -346,9 +359,12 @@ def main(argv=None) -> None:
     elif args.command == "train":
         os.environ["BOOK_TRAINING"] = "on"
         for role in args.roles:
-            model = trained(role, args.profile, seed=args.seed, fraction=args.fraction, device=args.device, **_parse_set(args.set))
+            model = trained(role, args.profile, seed=args.seed, fraction=args.fraction, device=args.device,
+                            retrain=args.retrain, **_parse_set(args.set))
             if distributed.is_main():
-                print(json.dumps({"role": role, "dir": model.book_run["dir"], "test": model.book_run["test"]}, indent=1), flush=True)
+                run = model.book_run
+                print(json.dumps({"role": role, "dir": run["dir"], "test": run["test"],
+                                  **({"final_reproduced": run["final_reproduced"]} if "final_reproduced" in run else {})}, indent=1), flush=True)
     else:
         for run in committed(args.profile):
             t = run["test"]["final"]

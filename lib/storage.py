@@ -8,6 +8,7 @@ silently replaced.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -96,3 +97,12 @@ def load_weights(path, *, rebuild_hint: str = "") -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, ValueError) as err:
         raise CorruptFileError(f"{path} is damaged ({err}). {rebuild_hint}".strip()) from err
     return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+
+
+def sha256(path) -> str:
+    """The SHA-256 of a file's bytes: tells whether a retrained run reproduced its weights exactly."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -151,6 +151,26 @@ def test_a_retrained_metrics_only_run_supersedes_its_record_and_keeps_the_old_me
     assert [r["dir"] for r in runs.committed("smoke")].count(str(folder)) == 1
 
 
+@pytest.mark.slow
+def test_a_retrained_run_with_weights_says_whether_it_reproduced_them(smoke_cache):
+    runs.trained("vit", "smoke", seed=5, progress=False)
+    folder = runs.run_dir("vit", "smoke", seed=5)
+    (folder / "warmup.safetensors").unlink()  # as a run trained before warm-up snapshots were kept
+    old_hash = storage.sha256(folder / "final.safetensors")
+    again = runs.trained("vit", "smoke", seed=5, progress=False, retrain=True).book_run
+    assert again["superseded"][0]["final_sha256"] == old_hash
+    assert again["final_reproduced"] is True  # same machine, same seed: the same bytes
+    assert (folder / "warmup.safetensors").exists()
+    assert again["provenance"]["compiled"] is False
+
+
+def test_a_retrain_under_training_off_names_the_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_CHECKPOINT_DIR", str(tmp_path))
+    monkeypatch.setenv("BOOK_TRAINING", "off")
+    with pytest.raises(runs.TrainingDisabledError, match=r"python -m lib.runs train vit --profile cpu --seed 7 .*--retrain"):
+        runs.trained("vit", "cpu", seed=7, retrain=True)
+
+
 def test_a_metrics_only_record_under_training_off_names_the_retrain_command(tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_CHECKPOINT_DIR", str(tmp_path))
     monkeypatch.setenv("BOOK_TRAINING", "off")
