@@ -112,14 +112,6 @@ def _check_batch(images: torch.Tensor) -> None:
 data_dir = paths.data_dir  # ``$BOOK_DATA_DIR`` if set, else the repository's ``data/``
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _torchvision_class(dataset: str):
     import torchvision.datasets  # imported late: looked up at call time, so tests can stand in for it
 
@@ -173,7 +165,7 @@ def _torchvision_source(dataset: str, kind: SourceKind, root: Path) -> dict:
         text = f"{name} from torchvision's files in {_display(root / cls.base_folder)}"
     else:
         text = f"{name} from torchvision's download into {_display(root)}"
-    sha256 = _sha256_file(tarball) if tarball.is_file() else None
+    sha256 = storage.sha256(tarball) if tarball.is_file() else None
     return {
         "kind": kind,
         "dataset": dataset,
@@ -195,11 +187,11 @@ def _resolve(dataset: str) -> tuple[dict, list[str]]:
                 raise FileNotFoundError(
                     f"BOOK_CIFAR10_ARCHIVE names {path}, which is not a file; fix the path or unset the variable"
                 )
-            return _archive_source("env-archive", path, _sha256_file(path)), tried
+            return _archive_source("env-archive", path, storage.sha256(path)), tried
         tried.append("BOOK_CIFAR10_ARCHIVE: not set")
         shared = Path(SHARED_ARCHIVE)
         if shared.is_file():
-            sha256 = _sha256_file(shared)
+            sha256 = storage.sha256(shared)
             if sha256 != SHARED_ARCHIVE_SHA256:
                 raise RuntimeError(
                     f"sha256 mismatch for the offline CIFAR-10 archive {shared}: expected "
@@ -294,7 +286,7 @@ def _decode_archive(path: Path, split: str) -> tuple[torch.Tensor, torch.Tensor,
         classes, members = _archive_members(path, split)
     except (EOFError, tarfile.TarError, zlib.error, gzip.BadGzipFile) as err:  # truncated or damaged gzip/tar
         try:
-            actual = _sha256_file(path)
+            actual = storage.sha256(path)
         except OSError as read_error:
             actual = f"unreadable ({read_error})"
         raise storage.CorruptFileError(

@@ -100,7 +100,7 @@ def load_weights(path, *, rebuild_hint: str = "") -> dict[str, torch.Tensor]:
 
 
 def sha256(path) -> str:
-    """The SHA-256 of a file's bytes: tells whether a retrained run reproduced its weights exactly."""
+    """The SHA-256 of a file's bytes, read in blocks: whether a retrained run reproduced its weights, or an archive is the expected one."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
