@@ -40,14 +40,18 @@ from torch import nn
 
 from lib import paths, runs, storage
 
-__all__ = ["VERSION", "Cache", "StaleCacheError", "assert_close", "audit", "cache_root", "code_digest", "fingerprint",
-           "rebuild_command", "slug"]
+__all__ = ["VERSION", "Cache", "MissingReplicateError", "StaleCacheError", "assert_close", "audit", "cache_root",
+           "code_digest", "fingerprint", "rebuild_command", "slug"]
 
 VERSION = 1  # bump when the stored format changes: every entry then misses
 
 
 class StaleCacheError(FileNotFoundError):
     """A cached analysis is missing or was made from other weights or parameters, and may not be rebuilt here."""
+
+
+class MissingReplicateError(StaleCacheError):
+    """Another training seed lacks an entry a page draws (:meth:`Cache.replicates`); the message says how to make it."""
 
 
 def cache_root(profile: str, seed: int = 0, at: str = "final") -> Path:
@@ -273,6 +277,7 @@ class Cache:
         self.chapter = chapter
         self.profile = profile
         self.recompute = bool(recompute)
+        self.seed, self.at = seed, at
         self.folder = cache_root(profile, seed, at) / chapter  # another seed's or snapshot's entries apart, same names
         self.timings: dict[str, float] = {}  # name → seconds spent computing (0 on a hit)
 
@@ -354,6 +359,60 @@ class Cache:
     def provenance(self, name: str) -> dict:
         """The stored provenance of an entry (git SHA, machine, wall time of the computation)."""
         return storage.load_json(self.path(name))["provenance"]
+
+    def replicates(self, name: str, seeds: Iterable[int]) -> dict:
+        """``{seed: value}`` of entry ``name`` as each training seed's run of this chapter recorded it (same profile and
+        snapshot), computing nothing, so a page can draw the other seeds beside its own.
+
+        Raises:
+            MissingReplicateError: A seed has no such entry; the message names the command that makes it.
+            StaleCacheError: A seed's entry was made by other analysis code than this checkout's (or in an older format).
+        """
+        return {seed: self._replicate(name, seed) for seed in seeds}
+
+    def replicates_by_label(self, names: Mapping[str, str], seeds: Iterable[int], read: Callable | None = None) -> dict:
+        """``{seed: {label: value}}`` of the entries ``names`` (label → entry name) for each of ``seeds``, each value
+        passed through ``read`` if given: the shape the figures take as their ``replicates``."""
+        seeds = tuple(seeds)
+        by_label = {label: self.replicates(name, seeds) for label, name in names.items()}
+        return {seed: {label: (read(values[seed]) if read else values[seed]) for label, values in by_label.items()}
+                for seed in seeds}
+
+    def replicate_command(self, seed: int) -> str:
+        """The command that runs this chapter on training seed ``seed`` (this snapshot) and records its entries."""
+        return (f"python -m lib.book run --profile {self.profile} --chapters {self.chapter} --seed {seed}"
+                + (f" --at {self.at}" if self.at != "final" else "") + " --no-build")
+
+    def _replicate(self, name: str, seed: int):
+        """The value seed ``seed`` recorded under ``name``, refused unless the current code would key it the same way."""
+        path = Cache(self.chapter, self.profile, seed=seed, at=self.at).path(name)
+        command = self.replicate_command(seed)
+        if not path.exists():
+            raise MissingReplicateError(f"training seed {seed} has no cached analysis {name!r} of {self.chapter} under "
+                                        f"{self.profile} ({path}); make it with:\n  {command}")
+        entry = storage.load_json(path, rebuild_hint=f"Delete it and rebuild with: {command}")
+        problem = self._made_elsewhere(entry)
+        if problem:
+            raise StaleCacheError(f"cached analysis {path} of training seed {seed} is not usable: {problem}; "
+                                  f"rebuild it with:\n  {command}")
+        return _decode(entry["value"])
+
+    @staticmethod
+    def _made_elsewhere(entry: dict) -> str | None:
+        """Why an entry's key does not follow from its stored parts and the analysis code as it is now (None if it does)."""
+        recorded = entry.get("code") or {}
+        if not recorded:
+            return "it records no analysis code (made before cache keys covered the code)"
+        try:
+            now = code_digest(*recorded)
+        except ImportError as err:
+            return f"its analysis module is gone ({err})"
+        if now != recorded:
+            changed = sorted(m for m in now if now[m] != recorded.get(m))
+            return f"it was made by other analysis code ({', '.join(changed)} changed)"
+        if _key(entry.get("name"), entry.get("params") or {}, entry.get("models") or [], now) != entry.get("key"):
+            return "its key does not follow from its stored parts (edited by hand, or an older format)"
+        return None
 
 
 def _digest(value):
@@ -488,15 +547,28 @@ def _numbers(value):
 
 
 def main(argv=None) -> int:
-    """``python -m lib.cache audit [--profile cpu] [--chapters 02 …]``: exit 1 if any committed entry would miss."""
+    """``python -m lib.cache audit [--profile cpu] [--chapters 02 …]``: exit 1 if any committed entry would miss;
+    ``python -m lib.cache compare --against REF [--profile cpu]``: each entry at git ref REF beside the working tree's."""
     import argparse
+
+    from lib import against
 
     parser = argparse.ArgumentParser(prog="python -m lib.cache", description="Check committed cached analyses.")
     sub = parser.add_subparsers(dest="command", required=True)
     a = sub.add_parser("audit", help="re-derive every committed key from the snapshots and code on disk")
     a.add_argument("--profile", default="cpu")
     a.add_argument("--chapters", nargs="*", help="chapter stems (default: all)")
+    c = sub.add_parser("compare", help="each committed entry at a git ref beside the working tree's: same, changed, new or gone")
+    c.add_argument("--against", required=True, metavar="REF", help="the git ref to compare with (a branch, a tag, a SHA, HEAD~1)")
+    c.add_argument("--profile", default="cpu")
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        try:
+            moves = against.compare_cache(args.against, args.profile)
+        except ValueError as err:
+            parser.error(str(err))
+        print(against.cache_markdown(moves, args.against, args.profile), end="")
+        return 0
     built = sorted(d.name for d in cache_root(args.profile).glob("*") if d.is_dir())
     chapters = None
     if args.chapters:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 
 import pandas as pd
 
 from lib.verdict import Check, load_checks, results_path
 
-__all__ = ["T_LEVEL", "t_interval", "over_seeds", "with_replicates", "TRAVEL", "travel", "paired_gaps", "gap_outcome", "shortfalls", "percent", "sweep_budget"]
+__all__ = ["T_LEVEL", "t_interval", "over_seeds", "with_replicates", "TRAVEL", "travel", "travel_summary", "paired_gaps", "gap_outcome", "shortfalls", "percent", "sweep_budget"]
 
 T_LEVEL = 0.95  # coverage of the t-intervals over seeds
 
@@ -94,13 +95,24 @@ def with_replicates(chapter: str, profile: str, checks: Mapping[str, Check], *, 
     A run on a replicate seed (``seed`` ≠ 0) or on an earlier snapshot (``at`` ≠ ``"final"``), or a
     book replicated over seed 0 alone, gets its own checks back. Seed 0's run reads every other seed's verdict file
     (:func:`lib.verdict.load_checks`, written by running the chapter with ``--seed``) and gives
-    :func:`over_seeds` of all of them.
+    :func:`over_seeds` of the checks every seed measured; a check only seed 0 measured (its runs are not
+    replicated, :class:`lib.chapters.base.Request`) keeps seed 0's value and interval, and says so in its note.
     """
     if seed != 0 or at != "final" or tuple(seeds) == (0,):
         return dict(checks)
     if 0 not in seeds:
         raise ValueError(f"seeds={tuple(seeds)!r} must include seed 0, whose run combines them")
-    return over_seeds({0: checks, **{s: load_checks(chapter, profile, s) for s in seeds if s != 0}})
+    others = {s: load_checks(chapter, profile, s) for s in seeds if s != 0}
+    for s, theirs in others.items():
+        if set(theirs) - set(checks):
+            raise ValueError(f"seed {s} of {chapter} has checks seed 0 lacks: {sorted(set(theirs) - set(checks))}")
+    common = [key for key in checks if all(key in theirs for theirs in others.values())]
+    combined = over_seeds({0: {key: checks[key] for key in common},
+                           **{s: {key: theirs[key] for key in common} for s, theirs in others.items()}})
+    alone = ", ".join(str(s) for s in sorted(others))
+    return {key: combined[key] if key in combined else replace(
+                checks[key], note="; ".join(filter(None, (checks[key].note, f"seed 0 only: not measured on seed{'s' if len(others) > 1 else ''} {alone}"))))
+            for key in checks}
 
 
 TRAVEL = ("init", "warmup", "final")  # the snapshots a direction of travel runs through, in order
@@ -125,7 +137,7 @@ def travel(chapter: str, profile: str, *, seeds: tuple[int, ...] = (0,)) -> pd.D
         if "final" not in recorded:
             raise FileNotFoundError(f"{chapter} has no final verdict for seed {seed} under {profile}: run the chapter first")
         for key, final in recorded["final"].items():
-            values = {at: (float(recorded[at][key].value) if at in recorded and key in recorded[at] else math.nan)
+            values = {at: (_own_value(recorded[at][key], seed) if at in recorded and key in recorded[at] else math.nan)
                       for at in TRAVEL}
             known = [values[at] for at in TRAVEL if not math.isnan(values[at])]
             direction = ""
@@ -136,6 +148,34 @@ def travel(chapter: str, profile: str, *, seeds: tuple[int, ...] = (0,)) -> pd.D
             rows.append({"id": key, "claim": final.claim, "seed": seed, **values, "threshold": final.threshold,
                          "direction": direction})
     return pd.DataFrame(rows, columns=["id", "claim", "seed", *TRAVEL, "threshold", "direction"])
+
+
+def _own_value(check: Check, seed: int) -> float:
+    """The value ``seed``'s own runs gave: seed 0's final verdict holds the mean over seeds, and each seed's value beside it."""
+    return float(dict(check.replicates).get(seed, check.value))
+
+
+def travel_summary(frame: pd.DataFrame, chapter: str, profile: str) -> str:
+    """One sentence on where each check of :func:`travel` is heading, or, before any earlier snapshot is measured,
+    the commands that measure them."""
+    known = frame[frame["direction"] != ""]
+    if known.empty:
+        number = chapter.split("_", 1)[0]
+        return (f"Not measured yet: only the end of training is recorded. Measure the runs at initialisation and at "
+                f"the end of warm-up with `python -m lib.book run --profile {profile} --chapters {number} --at init "
+                f"--no-build` and `--at warmup` (add `--seed N` for each replicate seed).")
+    said = []
+    for direction, words in (("towards", "move towards the claimed side"), ("away", "move away from it"),
+                             ("flat", "do not move")):
+        claims_here = []
+        for key, rows in known.groupby("id", sort=False):
+            n = int((rows["direction"] == direction).sum())
+            if n:
+                claims_here.append(rows["claim"].iloc[0] + ("" if n == len(rows) else f" ({n} of {len(rows)} seeds)"))
+        if claims_here:
+            said.append(f"{len(claims_here)} {words}: " + "; ".join(claims_here))
+    seeds = sorted(set(known["seed"]))
+    return (f"From initialisation to the end of training (seeds {', '.join(map(str, seeds))}), " + ". ".join(said) + ".")
 
 
 def paired_gaps(frame: pd.DataFrame, a: str = "alternet", b: str = "preresnet", *, level: float = T_LEVEL) -> pd.DataFrame:

@@ -5,17 +5,22 @@ cell through :func:`lib.verdict.record`) and rewrites the website's ``ledger.md`
 block between ``<!-- ledger:start -->`` and ``<!-- ledger:end -->`` in ``README.md``.
 ``lib.book run`` calls it after executing the chapters, and ``tests/test_ledger.py`` fails
 when the committed ledger differs from what the verdict files say: it is never hand-edited.
+``python -m lib.ledger --against REF`` writes nothing: it prints every part and check beside the
+version committed at git ref REF, and how each moved (:func:`compare`).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
-from lib import chapters, verdict
+from lib import against, chapters, claims, paths, verdict
 from lib.paths import REPO
 
 README = REPO / "README.md"
@@ -79,14 +84,18 @@ def render(profile: str = "cpu", *, links: bool = True) -> str:
     if not checks:
         return "\n".join(lines + ["No chapter has recorded a verdict yet.", ""])
     by_id = {(r["chapter"], r["id"]): r for r in checks}
+    moving = travel(parts, profile)  # None until some chapter is measured at an earlier snapshot
     lines += [headline(parts, checks, profile), "",
-              "| chapter | the paper's claim, in parts | paper | verdict | decided by (ours [95 % CI]) |",
-              "| --- | --- | --- | --- | --- |"]
+              "| chapter | the paper's claim, in parts | paper | verdict | decided by (ours [95 % CI]) |"
+              + (" over training |" if moving else ""),
+              "| --- | --- | --- | --- | --- |" + (" --- |" if moving else "")]
     for part in parts:
         decided = "; ".join(by_id[(part["chapter"], key)]["value"] for key in part["decide"] if (part["chapter"], key) in by_id)
         more = f" · {len(part['ours'])} more of ours" if part["ours"] else ""
-        lines.append("| " + " | ".join(_cell(c) for c in (_chapter(part["chapter"], links), part["text"], part["figure"],
-                                                             MARKS[part["outcome"]], decided + more)) + " |")
+        cells = [_chapter(part["chapter"], links), part["text"], part["figure"], MARKS[part["outcome"]], decided + more]
+        if moving:
+            cells.append(moving.get((part["chapter"], part["text"]), "–"))
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     role = {(p["chapter"], key): "decides" for p in parts for key in p["decide"]}
     role.update({(p["chapter"], key): "ours" for p in parts for key in p["ours"]})
     for chapter in dict.fromkeys(r["chapter"] for r in checks):
@@ -98,6 +107,33 @@ def render(profile: str = "cpu", *, links: bool = True) -> str:
                                                        r["threshold"], MARKS[r["outcome"]], r["budget"])) + " |" for r in mine]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def travel(parts: list[dict], profile: str = "cpu") -> dict | None:
+    """``(chapter, part text) → where its deciding checks head from initialisation to the end of training``
+    (*towards* or *away from* the claimed side, *flat*, or how many seeds go each way; :func:`lib.claims.travel`),
+    for the chapters measured at an earlier snapshot; None when no chapter is."""
+    seeds = chapters.replicate_seeds(profile)
+    measured = {p["chapter"] for p in parts
+                if any(verdict.results_path(p["chapter"], profile, s, at).exists() for s in seeds for at in ("init", "warmup"))}
+    if not measured:
+        return None
+    out = {}
+    for chapter in sorted(measured):
+        frame = claims.travel(chapter, profile, seeds=seeds)
+        for part in (p for p in parts if p["chapter"] == chapter):
+            words = []
+            for key in part["decide"]:
+                directions = [d for d in frame.loc[frame["id"] == key, "direction"] if d]
+                if not directions:
+                    words.append("–")
+                elif len(set(directions)) == 1:
+                    words.append(directions[0])
+                else:
+                    words.append(", ".join(f"{directions.count(d)} of {len(directions)} seeds {d}"
+                                           for d in ("towards", "away", "flat") if d in directions))
+            out[(chapter, part["text"])] = "; ".join(words)
+    return out
 
 
 def _chapter(chapter: str, links: bool) -> str:
@@ -184,10 +220,156 @@ def write(profile: str = "cpu", root: Path = REPO) -> list[Path]:
     return changed
 
 
+MOVES = ("same", "value", "verdict", "new", "gone")  # how a check or a part moved between a git ref and the working tree
+
+
+def compare(ref: str, profile: str = "cpu", root: Path = REPO) -> str:
+    """The ledger beside the one committed at git ref ``ref`` (Markdown): every part and check, before and after, and how
+    it moved, so a moved result is seen before it is committed."""
+    sha = paths.verify_ref(ref, root)
+    with _committed_results(sha, profile, root):
+        before_checks, before_parts = _snapshot(profile)
+    after_checks, after_parts = _snapshot(profile)
+    parts, part_moves = _table(before_parts, after_parts, _part_cells)
+    lines = [f"## The ledger at `{profile}`: `{ref}` ({sha[:10]}) → the working tree", "",
+             "### The paper's claims, in parts", "",
+             "| chapter | part | paper | decided by, before | after | verdict before | after | moved |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |", *parts]
+    check_moves = []
+    for chapter in sorted({key[0] for key in (*before_checks, *after_checks)}):
+        rows, moves = _table(_of(before_checks, chapter), _of(after_checks, chapter), _check_cells)
+        check_moves += moves
+        lines += ["", f"### {TITLES.get(chapter, chapter)} (`{chapter}`): every check", "",
+                  "| check | claim | before | after | verdict before | after | moved |",
+                  "| --- | --- | --- | --- | --- | --- | --- |", *rows]
+    return "\n".join(lines + ["", f"{moves_tally(check_moves, 'checks')}; {moves_tally(part_moves, 'parts')}"]) + "\n"
+
+
+def moves_tally(moves: list[str], what: str) -> str:
+    """One line counting each kind of move, e.g. ``"52 checks: 40 same, 6 value, 4 verdict, 2 new, 0 gone"``."""
+    return f"{len(moves)} {what}: " + ", ".join(f"{moves.count(m)} {m}" for m in MOVES)
+
+
+@contextmanager
+def _committed_results(sha: str, profile: str, root: Path):
+    """Point ``BOOK_RESULTS_DIR`` at a temporary copy of ``profile``'s verdict files as committed at ``sha``, so
+    :mod:`lib.verdict` reads them with its own parser."""
+    folder = against.committed_folder(profile, root)
+    files = {name: blob for name, blob in against.git_files(sha, folder, root).items() if "/" not in name and name.endswith(".json")}
+    saved = os.environ.get("BOOK_RESULTS_DIR")
+    with tempfile.TemporaryDirectory(prefix="ledger-at-ref-") as tmp:
+        (Path(tmp) / profile).mkdir()
+        for name, blob in files.items():
+            (Path(tmp) / profile / name).write_bytes(against.git_blob(blob, root))
+        os.environ["BOOK_RESULTS_DIR"] = tmp
+        try:
+            yield
+        finally:
+            if saved is None:
+                os.environ.pop("BOOK_RESULTS_DIR", None)
+            else:
+                os.environ["BOOK_RESULTS_DIR"] = saved
+
+
+def _snapshot(profile: str) -> tuple[dict, dict]:
+    """The checks by ``(chapter, id)`` and the parts by ``(chapter, text)`` that :mod:`lib.verdict` reads for ``profile`` now,
+    each with its numbers (value, interval) and outcome."""
+    checks = {}
+    for _, r in verdict.load(profile).iterrows():
+        interval = tuple(float(v) for v in r["interval"]) if isinstance(r["interval"], (list, tuple)) else None
+        checks[(r["chapter"], r["id"])] = {"id": r["id"], "claim": r["claim"], "outcome": _outcome(r),
+                                           "numbers": [(float(r["value"]), interval)]}
+    parts = {}
+    for p in verdict.load_parts(profile):
+        numbers = [checks[(p["chapter"], key)]["numbers"][0] for key in p["decide"] if (p["chapter"], key) in checks]
+        parts[(p["chapter"], p["text"])] = {"chapter": p["chapter"], "text": p["text"], "figure": p["figure"],
+                                            "outcome": p["outcome"], "numbers": numbers, "decide": list(p["decide"])}
+    return checks, parts
+
+
+def _of(checks: dict, chapter: str) -> dict:
+    """The checks of one chapter, in their order."""
+    return {key: row for key, row in checks.items() if key[0] == chapter}
+
+
+def _outcome(r) -> str:
+    """A recorded check's outcome; a file older than schema 3 says only whether it holds."""
+    return r["outcome"] if isinstance(r.get("outcome"), str) else ("holds" if r["holds"] else "contradicted")
+
+
+def moved(before: dict | None, after: dict | None) -> str:
+    """How a check or part moved: ``new``, ``gone``, ``verdict`` (its outcome changed), ``value`` (its numbers, or the
+    checks deciding it, changed) or ``same``."""
+    if before is None or after is None:
+        return "new" if before is None else "gone"
+    if before["outcome"] != after["outcome"]:
+        return "verdict"
+    if not _same(before["numbers"], after["numbers"]) or before.get("decide") != after.get("decide"):
+        return "value"
+    return "same"
+
+
+def _same(a, b) -> bool:
+    """Equality of numbers and nested lists, NaN equal to NaN (an undefined value that stays undefined has not moved)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def _numbers_text(numbers: list | None, digits: int) -> str:
+    """``value [lo, hi]`` of each number, ``; ``-joined, or ``–`` for a side that lacks it."""
+    if not numbers:
+        return "–"
+    return "; ".join(verdict._fmt(v, digits) + ("" if i is None else f" [{verdict._fmt(i[0], digits)}, {verdict._fmt(i[1], digits)}]")
+                     for v, i in numbers)
+
+
+def _shown(before: dict | None, after: dict | None) -> tuple[str, str]:
+    """Both sides' numbers as text, with 3 significant digits or as many more as it takes to show that they differ."""
+    old, new = (None if side is None else side["numbers"] for side in (before, after))
+    for digits in (3, 6, 10, 17):
+        shown = _numbers_text(old, digits), _numbers_text(new, digits)
+        if shown[0] != shown[1] or old is None or new is None or _same(old, new):
+            break
+    return shown
+
+
+def _table(before: dict, after: dict, cells) -> tuple[list[str], list[str]]:
+    """Markdown rows of every key on either side (the working tree's order, then those gone) and each one's move."""
+    rows, moves = [], []
+    for key in dict.fromkeys([*after, *before]):
+        old, new = before.get(key), after.get(key)
+        moves.append(moved(old, new))
+        mark = moves[-1] if moves[-1] == "same" else f"**{moves[-1]}**"
+        outcomes = [side["outcome"] if side else "–" for side in (old, new)]
+        rows.append("| " + " | ".join(_cell(c) for c in (*cells(new or old), *_shown(old, new), *outcomes, mark)) + " |")
+    return rows, moves
+
+
+def _part_cells(part: dict) -> tuple[str, ...]:
+    """A part's leading cells in the comparison: chapter, the paper's statement, where the paper shows it."""
+    return TITLES.get(part["chapter"], part["chapter"]), part["text"], part["figure"]
+
+
+def _check_cells(check: dict) -> tuple[str, ...]:
+    """A check's leading cells in the comparison: its id and claim."""
+    return f"`{check['id']}`", check["claim"]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib.ledger", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--against", metavar="REF", help="print the ledger beside the one committed at git ref REF "
+                        "(a branch, a tag, a SHA, HEAD~1), with how each part and check moved; writes nothing")
     args = parser.parse_args(argv)
+    if args.against is not None:
+        try:
+            print(compare(args.against, args.profile), end="")
+        except ValueError as err:
+            parser.error(str(err))
+        return 0
     for path in write(args.profile):
         print(f"updated {path}")
     return 0

@@ -24,11 +24,12 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 __all__ = ["REPO", "CHAPTERS", "SHARED", "chapter_paths", "data_dir", "checkpoint_root", "runs_root", "results_root", "smoke_root",
-           "training_enabled"]
+           "training_enabled", "verify_ref"]
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = REPO / "chapters"
@@ -47,6 +48,22 @@ def chapter_paths(names: list[str] | None = None) -> list[Path]:
             raise SystemExit(f"no chapter matches {name!r}; chapters: {[p.stem for p in every]}")
         chosen += hits
     return chosen
+
+
+def verify_ref(ref: str, root: Path = REPO) -> str:
+    """The full SHA of the commit git ref ``ref`` names in the repository at ``root``, so a mistyped ref fails early, by name.
+
+    Raises:
+        ValueError: ``ref`` names no commit there (``git rev-parse --verify REF^{commit}`` finds none).
+    """
+    done = None
+    if ref and not ref.startswith("-"):  # a leading dash would read as an option of git
+        done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=root,
+                              capture_output=True, text=True, timeout=30)
+    if done is None or done.returncode != 0 or not done.stdout.strip():
+        raise ValueError(f"git ref {ref!r} names no commit of the repository at {root} "
+                         f"(`git rev-parse --verify {ref}^{{commit}}` finds none): a branch, a tag, a SHA or e.g. HEAD~1")
+    return done.stdout.strip()
 
 
 def _folder(variable: str, default: Path) -> Path:

@@ -157,6 +157,11 @@ class Part:
             return HOLDS
         return CONTRADICTED if CONTRADICTED in outcomes else INCONCLUSIVE
 
+    def measured(self, checks: Mapping[str, Check]) -> bool:
+        """Whether any of the part's deciding checks was made: a replicate seed that does not measure a part's runs
+        leaves the part out (one that makes only some of them is an error, in :meth:`outcome`)."""
+        return any(key in checks for key in self.decide)
+
     def row(self, checks: Mapping[str, Check]) -> dict:
         return {"text": self.text, "figure": self.figure, "outcome": self.outcome(checks), "decide": list(self.decide),
                 "ours": [key for key in self.ours if key in checks]}
@@ -257,7 +262,7 @@ def record(chapter: str, profile: str, checks: Mapping[str, Check], *, parts: Se
         **({"seed": seed} if seed else {}),
         **({"at": at} if at != "final" else {}),
         "checks": [{"id": key, **c.row()} for key, c in checks.items()],
-        "parts": [p.row(checks) for p in parts],
+        "parts": [p.row(checks) for p in parts if p.measured(checks)],
         "provenance": runs.provenance(dataset, **provenance),
     }
     storage.save_json(document, results_path(chapter, profile, seed, at))
@@ -334,6 +339,7 @@ def glance(checks: Mapping[str, Check], parts: Sequence[Part], *, claim: str, sc
     import html
 
     rows = []
+    parts = [p for p in parts if p.measured(checks)]
     for part in parts:
         numbers = "; ".join(
             _fmt(checks[k].value, digits) + ("" if checks[k].interval is None else

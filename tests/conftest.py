@@ -16,3 +16,15 @@ def smoke_cache(tmp_path_factory):
     patch.setenv("BOOK_TRAINING", "off")
     yield folder
     patch.undo()
+
+
+@pytest.fixture
+def git():
+    """``git(repo, *args)``: run git in ``repo`` as a test author (no signing, no global config), failing loudly."""
+    import subprocess
+
+    def run(repo, *args):
+        subprocess.run(["git", "-c", "user.name=Book test", "-c", "user.email=test@example.invalid", "-c",
+                        "commit.gpgsign=false", *args], cwd=repo, check=True, capture_output=True)
+
+    return run

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import cache
+from lib import against, cache
 
 
 @pytest.fixture
@@ -242,3 +242,144 @@ def test_dataclasses_of_the_analyses_round_trip(results):
     assert isinstance(again, hessian.Spectrum)
     assert torch.equal(again.values, spectrum.values) and again.method == "lanczos" and again.k == 2
     pd.testing.assert_frame_equal(again.frame(), spectrum.frame())
+
+
+def _analyse_for_replicates(model, scale=1.0):
+    return {"scale": scale, "weights": float(model.weight.detach().sum())}
+
+
+def test_replicates_read_each_seeds_entry_of_the_same_chapter_and_snapshot_without_computing(results, monkeypatch):
+    for seed in (1, 2):
+        cache.Cache("99_test", "cpu", seed=seed).apply("a", _analyse_for_replicates, _model(seed), scale=float(seed))
+    cache.Cache("99_test", "cpu", seed=1, at="warmup").apply("a", _analyse_for_replicates, _model(5), scale=5.0)
+    monkeypatch.setenv("BOOK_TRAINING", "off")
+    page = cache.Cache("99_test", "cpu")  # seed 0's page, which has no entry "a" itself
+    got = page.replicates("a", [2, 1])
+    assert list(got) == [2, 1] and got[1] == _analyse_for_replicates(_model(1), 1.0) and got[2]["scale"] == 2.0
+    assert cache.Cache("99_test", "cpu", at="warmup").replicates("a", (1,)) == {1: _analyse_for_replicates(_model(5), 5.0)}
+    assert page.replicates("a", []) == {} and page.replicates("never-built", ()) == {}
+    assert not page.path("a").exists()  # nothing was computed or written for seed 0
+
+
+def test_replicates_by_label_give_each_seed_the_figures_shape(results, monkeypatch):
+    for seed in (1, 2):
+        cache.Cache("99_test", "cpu", seed=seed).apply("a", _analyse_for_replicates, _model(seed), scale=float(seed))
+        cache.Cache("99_test", "cpu", seed=seed).apply("b", _analyse_for_replicates, _model(seed), scale=10.0 * seed)
+    monkeypatch.setenv("BOOK_TRAINING", "off")
+    got = cache.Cache("99_test", "cpu").replicates_by_label({"x": "a", "y": "b"}, (1, 2), read=lambda v: v["scale"])
+    assert got == {1: {"x": 1.0, "y": 10.0}, 2: {"x": 2.0, "y": 20.0}}
+    assert cache.Cache("99_test", "cpu").replicates_by_label({"x": "a"}, ()) == {}
+
+
+def test_a_seed_without_the_entry_is_an_error_naming_the_command_that_makes_it(results):
+    cache.Cache("99_test", "cpu", seed=1).apply("a", _analyse_for_replicates, _model(1))
+    with pytest.raises(cache.MissingReplicateError,
+                       match=r"seed 2 .*\n  python -m lib\.book run --profile cpu --chapters 99_test --seed 2 --no-build$"):
+        cache.Cache("99_test", "cpu").replicates("a", [1, 2])
+    assert issubclass(cache.MissingReplicateError, cache.StaleCacheError)
+    with pytest.raises(cache.StaleCacheError, match=r"--chapters 99_test --seed 1 --at init --no-build"):
+        cache.Cache("99_test", "cpu", at="init").replicates("a", [1])  # seed 1 was measured at the final snapshot only
+
+
+def test_a_seeds_entry_made_by_other_analysis_code_is_refused(results, monkeypatch):
+    replicate = cache.Cache("99_test", "cpu", seed=1)
+    replicate.apply("a", _analyse_for_replicates, _model(1))
+    replicate("no-code", lambda: 3, models=[_model(1)])  # cached without naming the code it depends on
+    page = cache.Cache("99_test", "cpu")
+    assert page.replicates("a", [1])[1]["scale"] == 1.0
+    with pytest.raises(cache.StaleCacheError, match="records no analysis code"):
+        page.replicates("no-code", [1])
+    with monkeypatch.context() as edited:
+        edited.setattr(cache, "code_digest", lambda *modules: {m: "edited" for m in modules})
+        with pytest.raises(cache.StaleCacheError, match=rf"other analysis code \({__name__} changed\).*"
+                                                         r"\n  python -m lib\.book run --profile cpu --chapters 99_test --seed 1"):
+            page.replicates("a", [1])
+    entry = json.loads(replicate.path("a").read_text())
+    replicate.path("a").write_text(json.dumps({**entry, "params": {**entry["params"], "kwargs": {"scale": 9.0}}}))
+    with pytest.raises(cache.StaleCacheError, match="key does not follow from its stored parts"):
+        page.replicates("a", [1])  # edited by hand: the stored parts no longer give the stored key
+
+
+# ------------------------------------------------------------ compare --against a git ref
+
+
+def _entry(folder, path, key, value, **extra):
+    target = folder / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps({"key": key, "name": target.stem, "value": cache._encode(value), **extra}))
+
+
+@pytest.fixture
+def two_cache_commits(tmp_path, monkeypatch, git):
+    """A git repository with hand-made cache entries whose second commit moves them in each way."""
+    repo = tmp_path / "repo"
+    folder = repo / "data" / "results" / "cpu"
+    folder.mkdir(parents=True)
+    git(repo, "init", "-q")
+    frame = pd.DataFrame({"name": ["a", "b"], "x": [1.0, 2.0]})
+    _entry(folder, "cache/01_a/same.json", "k1", [1, 2])
+    _entry(folder, "cache/01_a/rebuilt.json", "k2", 1.0, provenance={"wall_seconds": 1.0})
+    _entry(folder, "cache/01_a/rekeyed.json", "k3", 1.0)
+    _entry(folder, "cache/01_a/result.json", "k4", frame)
+    _entry(folder, "cache/01_a/reshaped.json", "k5", [1.0, 2.0])
+    _entry(folder, "cache/01_a/gone.json", "k6", 1.0)
+    _entry(folder, "seed1/at-warmup/cache/01_a/deep.json", "k7", {"v": torch.tensor([1.0, 2.0])})
+    (folder / "runs").mkdir()
+    (folder / "runs" / "01_a.json").write_text("{}")  # not a cache entry, nor is a verdict file
+    (folder / "01_a.json").write_text("{}")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "first")
+    _entry(folder, "cache/01_a/rebuilt.json", "k2", 1.0, provenance={"wall_seconds": 2.0})  # same key and value
+    _entry(folder, "cache/01_a/rekeyed.json", "k3b", 1.0)
+    _entry(folder, "cache/01_a/result.json", "k4b", frame.assign(x=[1.0, 2.5]))
+    _entry(folder, "cache/01_a/reshaped.json", "k5", [1.0, 2.0, 3.0])
+    (folder / "cache" / "01_a" / "gone.json").unlink()
+    _entry(folder, "seed1/at-warmup/cache/01_a/deep.json", "k7", {"v": torch.tensor([1.25, 2.0])})
+    _entry(folder, "cache/01_a/new.json", "k8", 1.0)
+    (folder / "runs" / "01_a.json").write_text('{"moved": 1}')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "second")
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(repo / "data" / "results"))
+    return repo
+
+
+def test_compare_says_for_each_entry_whether_it_moved_and_by_how_much(two_cache_commits):
+    moves = {m.entry: m for m in against.compare_cache("HEAD~1", "cpu", root=two_cache_commits)}
+    assert {e: (m.status, m.what) for e, m in moves.items()} == {
+        "cache/01_a/same": ("same", ""), "cache/01_a/rebuilt": ("same", ""), "cache/01_a/rekeyed": ("changed", "key"),
+        "cache/01_a/result": ("changed", "key, result"), "cache/01_a/reshaped": ("changed", "result"),
+        "cache/01_a/gone": ("gone", ""), "cache/01_a/new": ("new", ""), "seed1/at-warmup/cache/01_a/deep": ("changed", "result")}
+    assert moves["cache/01_a/result"].largest == 0.5 and moves["seed1/at-warmup/cache/01_a/deep"].largest == 0.25
+    assert moves["cache/01_a/reshaped"].largest is None and moves["cache/01_a/rekeyed"].largest is None
+    text = against.cache_markdown(list(moves.values()), "HEAD~1", "cpu")
+    assert "| cache/01_a/result | changed | key, result | 0.5 |" in text
+    assert "| cache/01_a/reshaped | changed | result | not comparable |" in text
+    assert text.rstrip("\n").splitlines()[-1] == "8 cache entries: 2 same, 4 changed (2 key, 3 result), 1 new, 1 gone"
+    again = against.compare_cache("HEAD", "cpu", root=two_cache_commits)  # the checked-out commit: nothing moved
+    assert against.cache_tally(again) == "7 cache entries: 7 same, 0 changed (0 key, 0 result), 0 new, 0 gone"
+
+
+def test_the_largest_difference_is_over_numbers_of_the_same_shape():
+    assert against.largest_difference(cache._encode(torch.tensor([1.0, float("nan")])),
+                                    cache._encode(torch.tensor([1.5, float("nan")]))) == 0.5  # NaN matches NaN
+    assert against.largest_difference([1.0, float("nan")], [1.0, 2.0]) == float("inf")  # a number became undefined
+    assert against.largest_difference({"a": 1, "b": "x"}, {"a": 3, "b": "x"}) == 2.0
+    assert against.largest_difference({"a": 1, "b": "x"}, {"a": 1, "b": "y"}) is None  # another label: not comparable
+    assert against.largest_difference({"a": 1}, {"b": 1}) is None and against.largest_difference(True, 1) is None
+
+
+def test_compare_against_a_mistyped_ref_is_an_error_naming_it(two_cache_commits, capsys):
+    with pytest.raises(ValueError, match=r"git ref 'HEAD~3' names no commit"):
+        against.compare_cache("HEAD~3", "cpu", root=two_cache_commits)
+    with pytest.raises(SystemExit) as stop:
+        cache.main(["compare", "--against", "no-such-ref-xyz"])
+    assert stop.value.code == 2 and "'no-such-ref-xyz' names no commit" in capsys.readouterr().err
+
+
+def test_the_compare_command_against_head_ends_with_a_tally(monkeypatch, capsys):
+    import re
+
+    monkeypatch.delenv("BOOK_RESULTS_DIR", raising=False)
+    assert cache.main(["compare", "--against", "HEAD"]) == 0
+    last = capsys.readouterr().out.rstrip("\n").splitlines()[-1]
+    assert re.fullmatch(r"\d+ cache entries: \d+ same, \d+ changed \(\d+ key, \d+ result\), \d+ new, \d+ gone", last)

@@ -4,12 +4,14 @@ The helpers list each chapter's checks in their order; the id tests pin which id
 """
 
 import functools
+import json
 import math
 
 import pandas as pd
 import pytest
 import torch
 
+from lib import verdict
 from lib.chapters import flat_losses, low_pass
 from lib.chapters import stages as stages_spec
 from lib.analysis import fourier, stages
@@ -587,3 +589,16 @@ def test_chapter_one_findings_read_the_checks_by_id():
 def test_a_local_run_without_a_window_size_is_a_clear_error():
     with pytest.raises(ValueError, match="local-attention"):
         flat_losses._local_id("ViT, global")
+
+
+def test_chapter_one_on_a_replicate_seed_checks_only_the_cast_and_its_parts_of_the_rest_are_left_out(tmp_path, monkeypatch):
+    """A replicate seed loads the cast only (the small-data and local runs are seed 0's): four checks, two parts."""
+    cast_only = {name: v for name, v in SPECTRA_OK.items() if name in ("ResNet, warm-up", "ViT, warm-up", "ResNet", "ViT")}
+    spectrum = {name: _spectrum(values) for name, values in cast_only.items()}
+    checks = flat_losses.checks(spectrum, None, {name: torch.nn.Linear(1, 1) for name in cast_only})
+    assert list(checks) == ["flatter_warmup", "flatter_final", "negative_warmup", "negative_final"]
+    assert sorted(r.label for r in flat_losses.RUNS if r.replicated) == sorted(cast_only)
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    verdict.record(flat_losses.CHAPTER, "cpu", checks, parts=flat_losses.PARTS, seed=1)
+    assert [p["decide"] for p in json.loads((tmp_path / "cpu" / "seed1" / f"{flat_losses.CHAPTER}.json").read_text())["parts"]] \
+        == [["flatter_warmup"], ["negative_warmup"]]

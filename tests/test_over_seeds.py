@@ -95,6 +95,32 @@ def test_seed_zero_combines_the_recorded_seeds_and_a_replicate_seed_keeps_its_ow
         claims.with_replicates("99_test", "cpu", _checks(1.0), seed=0, seeds=(1, 2))
 
 
+def test_a_check_only_seed_zero_measured_keeps_its_value_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    verdict.record("99_test", "cpu", {"a": _check(2.0)}, seed=1)  # seed 1 measures "a" only (its runs for "b" are not replicated)
+    verdict.record("99_test", "cpu", {"a": _check(1.5)}, seed=2)
+    combined = claims.with_replicates("99_test", "cpu", _checks(1.0), seed=0, seeds=(0, 1, 2))
+    assert list(combined) == ["a", "b"]  # seed 0's order
+    assert combined["a"].value == pytest.approx(1.5) and combined["a"].interval_kind == "95 % interval over seeds"
+    b = _checks(1.0)["b"]
+    assert (combined["b"].value, combined["b"].interval, combined["b"].outcome) == (b.value, b.interval, b.outcome)
+    assert combined["b"].note == "seed 0 only: not measured on seeds 1, 2" and not combined["b"].replicates
+    verdict.record("99_test", "cpu", {"a": _check(2.0), "z": _check(1.0)}, seed=1)
+    with pytest.raises(ValueError, match=r"seed 1 of 99_test has checks seed 0 lacks: \['z'\]"):
+        claims.with_replicates("99_test", "cpu", _checks(1.0), seed=0, seeds=(0, 1, 2))
+
+
+def test_a_replicate_seed_loads_only_the_replicated_runs(monkeypatch):
+    from lib import runs
+    from lib.chapters import Request, full_page, load_runs
+
+    monkeypatch.setattr(runs, "trained", lambda role, profile, **kw: (role, kw.get("fraction", 1.0), kw["seed"]))
+    requests = (Request("ViT", "vit"), Request("ViT, 2 % data", "vit", fraction=0.02, replicated=False))
+    assert load_runs(requests, "cpu") == {"ViT": ("vit", 1.0, 0), "ViT, 2 % data": ("vit", 0.02, 0)}
+    assert load_runs(requests, "cpu", seed=1) == {"ViT": ("vit", 1.0, 1)}
+    assert full_page() and not full_page(1) and not full_page(0, "init")
+
+
 def test_a_replicate_seeds_caches_and_results_live_apart(tmp_path, monkeypatch):
     from lib import cache, paths
     from lib.chapters import replicate_seeds
@@ -140,3 +166,28 @@ def test_the_direction_of_travel_compares_the_earliest_recorded_snapshot_with_th
     assert frame.loc["a", "direction"] == "towards"  # up, and the claim is "> 0"
     assert frame.loc["b", "direction"] == "away"  # from 0.9 down to 0.5, and the claim is ">= 0.75"
     assert frame["seed"].tolist() == [0, 0] and frame.loc["b", "threshold"] == 0.75
+
+
+def test_the_travel_summary_names_the_commands_until_an_earlier_snapshot_is_measured_then_each_direction(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    verdict.record("99_test", "cpu", _checks(1.0))
+    before = claims.travel_summary(claims.travel("99_test", "cpu"), "99_test", "cpu")
+    assert before.startswith("Not measured yet") and "--chapters 99 --at init" in before
+    verdict.record("99_test", "cpu", {"a": _check(-1.0), "b": verdict.Check("b", "share", 0.5, ">=", 0.75)}, at="init")
+    after = claims.travel_summary(claims.travel("99_test", "cpu"), "99_test", "cpu")
+    assert after == "From initialisation to the end of training (seeds 0), 1 move towards the claimed side: c. 1 do not move: b."
+
+
+def test_the_travel_of_seed_zero_reads_its_own_value_beside_the_mean_over_seeds(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    mean = verdict.Check("a", "s", 1.5, ">", 0.0, interval=(0.5, 2.5), interval_kind="95 % interval over seeds",
+                         replicates=((0, 1.0), (1, 2.0)))
+    verdict.record("99_test", "cpu", {"a": mean})
+    verdict.record("99_test", "cpu", {"a": _check(2.0)}, seed=1)
+    verdict.record("99_test", "cpu", {"a": _check(0.5)}, at="init")
+    verdict.record("99_test", "cpu", {"a": _check(3.0)}, seed=1, at="init")
+    frame = claims.travel("99_test", "cpu", seeds=(0, 1)).set_index("seed")
+    assert frame.loc[0, ["init", "final"]].tolist() == [0.5, 1.0] and frame.loc[0, "direction"] == "towards"
+    assert frame.loc[1, ["init", "final"]].tolist() == [3.0, 2.0] and frame.loc[1, "direction"] == "away"
+    summary = claims.travel_summary(claims.travel("99_test", "cpu", seeds=(0, 1)), "99_test", "cpu")
+    assert "1 move towards the claimed side: a (1 of 2 seeds). 1 move away from it: a (1 of 2 seeds)" in summary

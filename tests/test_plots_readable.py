@@ -71,6 +71,11 @@ def _noise(role: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _seeds(make) -> dict:
+    """Two fake replicate seeds (1, 2) of a figure's data, as ``Cache.replicates`` gives them to a chapter."""
+    return {seed: make(seed) for seed in (1, 2)}
+
+
 def _landscape(scale: float) -> pd.DataFrame:
     x = np.linspace(-1, 1, 5)
     xx, yy = np.meshgrid(x, x)
@@ -101,15 +106,29 @@ def _figures() -> dict[str, plt.Figure]:
         "eigenvalue_spectra": lambda: plots.eigenvalue_spectra(spectra_mixed),
         "eigenvalue_spectra, none negative": lambda: plots.eigenvalue_spectra(
             {"alternet": torch.tensor([60.0, 90.0, 250.0]), "preresnet": torch.tensor([70.0, 800.0])}),
+        "eigenvalue_spectra, replicates": lambda: plots.eigenvalue_spectra(spectra_mixed, replicates=_seeds(
+            lambda s: {k: v * (1 + 0.3 * s) for k, v in spectra_mixed.items()})),
+        "eigenvalue_spectra, replicates of one label of three": lambda: plots.eigenvalue_spectra(
+            {"2 %": torch.tensor([-9.0, 3.0, 40.0]), "10 %": torch.tensor([-4.0, 6.0]), "100 %": torch.tensor([-1.0, 80.0])},
+            replicates=_seeds(lambda s: {"100 %": torch.tensor([-1.0 - s, 60.0 * s])})),
         "loss_landscapes": lambda: plots.loss_landscapes({"resnet": _landscape(100.0), "vit": _landscape(0.1)}),
         "spectral_densities": lambda: plots.spectral_densities({"resnet": _Density(), "vit": _Density()}),
         "relative_log_amplitude_curves": lambda: plots.relative_log_amplitude_curves({r: _curves(r) for r in ROLES}),
         "by_depth": lambda: plots.by_depth({r: _by_depth(r) for r in ROLES}, "feature-map variance", logy=True),
+        "by_depth, replicates": lambda: plots.by_depth({r: _by_depth(r) for r in ROLES}, "feature-map variance", logy=True,
+                                                       replicates=_seeds(lambda s: {r: _by_depth(r, s) for r in ROLES})),
         "noise_at": lambda: plots.noise_at({r: _noise(r) for r in ROLES}, 0.7),
+        "noise_at, replicates": lambda: plots.noise_at({r: _noise(r) for r in ROLES}, 0.7, replicates=_seeds(
+            lambda s: {r: _noise(r).assign(delta=lambda f: f["delta"] * (1 + 0.1 * s)) for r in ROLES})),
         "noise_sweep": lambda: plots.noise_sweep({r: _noise(r) for r in ROLES}),
         "lesion_by_depth": lambda: plots.lesion_by_depth({r: _lesion(r) for r in ROLES}),
+        "lesion_by_depth, replicates": lambda: plots.lesion_by_depth({r: _lesion(r) for r in ROLES}, replicates=_seeds(
+            lambda s: {r: _lesion(r).assign(delta_accuracy=lambda f: f["delta_accuracy"] * (1 + 0.2 * s)) for r in ROLES})),
         "cka_heatmaps": lambda: plots.cka_heatmaps({r: torch.eye(len(_units(r))) for r in ROLES}, {r: _units(r) for r in ROLES}),
         "variance_by_stage": lambda: plots.variance_by_stage({r: _by_depth(r) for r in ("resnet", "alternet")}),
+        "variance_by_stage, replicates": lambda: plots.variance_by_stage(
+            {r: _by_depth(r) for r in ("resnet", "alternet")},
+            replicates=_seeds(lambda s: {r: _by_depth(r, s) for r in ("resnet", "alternet")})),
         "build_up": lambda: plots.build_up(ours, differences.paper_build_up()),
         "accuracy_by_fraction": lambda: plots.accuracy_by_fraction(summary, gaps),
         "travel": lambda: plots.travel(pd.DataFrame(
@@ -141,7 +160,7 @@ def test_every_figure_is_readable_at_the_column_width(name):
 def test_every_public_figure_function_is_measured_here():
     """A new figure function must join FIGURES, so that its readability is checked too."""
     public = {n for n in plots.__dict__ if callable(plots.__dict__[n]) and n[0].islower()} - {
-        "glue_figure", "displayed_points", "legend_above", "plain_log_axis", "kind_legend"}
+        "glue_figure", "show_figure", "displayed_points", "legend_above", "plain_log_axis", "kind_legend"}
     assert public <= {n.split(",")[0] for n in FIGURES}, public - {n.split(",")[0] for n in FIGURES}
 
 

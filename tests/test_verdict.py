@@ -149,3 +149,17 @@ def test_the_glance_box_names_each_part_and_its_verdict_in_words():
                          claim="The claim.", scope="One seed.")
     assert "The claim." in box and "One seed." in box and "1 holds, 0 inconclusive, 1 contradicted" in box
     assert box.index("Part one") < box.index("Part two") and ">holds</span>" in box and ">contradicted</span>" in box
+
+
+def test_a_part_none_of_whose_deciding_checks_was_made_is_left_out_and_one_made_in_part_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_RESULTS_DIR", str(tmp_path))
+    checks = _checks("holds")  # a replicate seed that measures part p only
+    parts = [verdict.Part("p", "Fig 1", decide=("a",)), verdict.Part("q", "Fig 2", decide=("y", "z"))]
+    assert [p.measured(checks) for p in parts] == [True, False]
+    verdict.record("99_test", "cpu", checks, parts=parts)
+    assert [p["text"] for p in verdict.load_parts("cpu")] == ["p"]
+    box = verdict.glance(checks, parts, claim="C.", scope="S.")
+    assert "(Fig 2" not in box and "(Fig 1" in box
+    assert "1 holds, 0 inconclusive, 0 contradicted" in box
+    with pytest.raises(ValueError, match="deciding checks"):
+        verdict.Part("r", "Fig 3", decide=("a", "z")).outcome(checks)

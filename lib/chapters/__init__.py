@@ -17,9 +17,10 @@ from pathlib import Path
 from types import ModuleType
 
 from lib.chapters import alternet, cast, flat_losses, low_pass, stages
-from lib.chapters.base import CAST, REPLICATES, SEEDS, Request, Sweep, load_runs, replicate_seeds
+from lib.chapters.base import (CAST, REPLICATES, SEEDS, Request, Sweep, drawn_seeds, full_page, load_runs,
+                               replicate_seeds)
 
-__all__ = ["CAST", "SEEDS", "REPLICATES", "replicate_seeds", "SEED_RUNS", "Request", "Sweep", "SPECS", "CHAPTER_RUNS", "spec", "load_runs", "loaded_folders"]
+__all__ = ["CAST", "SEEDS", "REPLICATES", "replicate_seeds", "drawn_seeds", "full_page", "SEED_RUNS", "Request", "Sweep", "SPECS", "CHAPTER_RUNS", "spec", "load_runs", "loaded_folders"]
 
 SPECS: dict[str, ModuleType] = {m.CHAPTER: m for m in (cast, flat_losses, low_pass, stages, alternet)}
 

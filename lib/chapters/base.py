@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["CAST", "SEEDS", "REPLICATES", "Request", "Sweep", "load_runs", "replicate_seeds"]
+__all__ = ["CAST", "SEEDS", "REPLICATES", "Request", "Sweep", "drawn_seeds", "full_page", "load_runs", "replicate_seeds"]
 
 CAST = ("resnet", "vit", "alternet")  # the three models every chapter compares
 SEEDS = (0, 1, 2)  # training seeds of the cast: the chapters' runs are seed 0; 1 and 2 replicate them
@@ -18,11 +18,26 @@ SEEDS = (0, 1, 2)  # training seeds of the cast: the chapters' runs are seed 0; 
 REPLICATES = {"smoke": (0,), "cpu": (0,), "paper": (0,)}
 
 
+def full_page(seed: int = 0, at: str = "final") -> bool:
+    """Whether a chapter run is the page readers read (seed 0 at the end of training), which shows every analysis.
+
+    A replicate seed or an earlier snapshot feeds seed 0's verdicts only, so it measures what its checks need
+    and skips the figures and side analyses (the authors' protocol, sweeps, controls, landscapes) that no check reads.
+    """
+    return seed == 0 and at == "final"
+
+
 def replicate_seeds(profile: str) -> tuple[int, ...]:
     """The training seeds ``profile``'s verdicts are computed over (seed 0 first)."""
     if profile not in REPLICATES:
         raise ValueError(f"profile={profile!r} has no replicate seeds; valid: {sorted(REPLICATES)}")
     return REPLICATES[profile]
+
+
+def drawn_seeds(profile: str, seed: int = 0, at: str = "final") -> tuple[int, ...]:
+    """The replicate seeds a page's figures draw beside its own: the profile's other seeds on seed 0's final page, none
+    on a replicate seed's or an earlier snapshot's run (which draws no figure readers see)."""
+    return tuple(s for s in replicate_seeds(profile) if s != 0) if full_page(seed, at) else ()
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,9 @@ class Request:
         at: ``"final"``, ``"warmup"`` or ``"init"``: which snapshot of the run.
         fraction: Share of the training set the run trained on.
         local: Window size of a local-attention ViT (``None``: global attention).
+        replicated: Whether the run is trained and measured on the replicate seeds too; a run that is not
+            (``False``) is loaded on seed 0 only, and the checks it alone feeds are seed 0's (said so in
+            their verdict). Fixed in the spec before computing.
     """
 
     label: str
@@ -42,6 +60,7 @@ class Request:
     at: str = "final"
     fraction: float = 1.0
     local: int | None = None
+    replicated: bool = True
 
     def kwargs(self) -> dict:
         """Keyword arguments of :func:`lib.runs.trained` besides role, profile, seed and snapshot (defaults left out)."""
@@ -82,10 +101,11 @@ def load_runs(requests, profile: str, *, seed: int = 0, device: str = "auto", at
 
     ``snapshot`` loads the chosen runs at that moment instead of the one each request names
     (a chapter measured at the end of warm-up, or at initialisation, for the direction of travel).
+    A replicate seed (``seed`` ≠ 0) loads only the requests that are ``replicated``.
     """
     from lib import runs
 
-    chosen = [r for r in requests if at is None or r.at == at]
+    chosen = [r for r in requests if (at is None or r.at == at) and (seed == 0 or r.replicated)]
     labels = [r.label for r in chosen]
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels repeat among the requested runs: {labels}; pass at= to load one snapshot kind")

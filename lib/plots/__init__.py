@@ -4,7 +4,7 @@
 Chapters call ``lib.plots.<function>`` and hand the figure to ``glue_figure``.
 """
 
-from .style import COLORS, KIND_LABELS, KIND_MARKERS, LABELS, MSA_SHADE, glue_figure  # noqa: F401, I001  (style first: sets the backend)
+from .style import COLORS, KIND_LABELS, KIND_MARKERS, LABELS, MSA_SHADE, glue_figure, show_figure  # noqa: F401, I001  (style first: sets the backend)
 from .cast import image_grid, training_curves  # noqa: F401  (re-exported: lib.plots.<figure>)
 from .curvature import eigenvalue_spectra, loss_landscapes, spectral_densities  # noqa: F401
 from .frequency import by_depth, noise_at, noise_sweep, relative_log_amplitude_curves  # noqa: F401

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import matplotlib.pyplot as plt
 import matplotlib.colors as mcolors
 import numpy as np
@@ -9,7 +11,7 @@ from matplotlib import ticker
 import pandas as pd
 import torch
 
-from .style import COLORS, COLUMN, LABELS, legend_above, plain_log_axis
+from .style import COLORS, COLUMN, LABELS, REPLICATE_LINE, legend_above, legend_entries, plain_log_axis, replicate_data
 
 __all__ = ["eigenvalue_spectra", "loss_landscapes", "spectral_densities"]
 
@@ -20,7 +22,8 @@ def _color(name: str, i: int) -> str:
     return COLORS.get(name, _PALETTE[i % len(_PALETTE)])
 
 
-def eigenvalue_spectra(spectra: dict[str, torch.Tensor], *, bins: int = 24, title: str | None = None) -> plt.Figure:
+def eigenvalue_spectra(spectra: dict[str, torch.Tensor], *, bins: int = 24, title: str | None = None,
+                       replicates: Mapping[int, Mapping[str, torch.Tensor]] | None = None) -> plt.Figure:
     """The pooled top-k eigenvalues of each model, negative and positive values in two panels (Fig 1c).
 
     Heights are shares of each model's pooled values, so the left panel's area is its negative
@@ -32,25 +35,28 @@ def eigenvalue_spectra(spectra: dict[str, torch.Tensor], *, bins: int = 24, titl
             role's colour.
         bins: Bins per panel.
         title: Figure title.
+        replicates: seed → label → pooled values of the other training seeds, drawn as thin
+            outlines behind seed 0's and named in the legend (a seed may lack labels).
     """
-    pooled = torch.cat([v.reshape(-1) for v in spectra.values()]).double()
+    others = replicate_data(replicates, spectra)
+    pooled = torch.cat([v.reshape(-1) for v in spectra.values()]
+                       + [v.reshape(-1) for by_label in others.values() for v in by_label.values()]).double()
     negative, positive = pooled[pooled < 0], pooled[pooled > 0]
     if negative.numel():
         fig, (neg_ax, pos_ax) = plt.subplots(1, 2, figsize=(COLUMN, 3.0), gridspec_kw={"width_ratios": [1, 1.6]})
         neg_edges = np.linspace(float(negative.min()), 0.0, bins + 1)
     else:  # a panel with nothing in it reads as a plotting error: leave it out and say why
         fig, pos_ax = plt.subplots(figsize=(COLUMN, 3.0))
-        neg_ax = None
+        neg_ax, neg_edges = None, None
     pos_edges = np.geomspace(float(positive.min()) if positive.numel() else 1e-3,
                              float(positive.max()) * 1.01 if positive.numel() else 1.0, bins + 1)
     for i, (name, values) in enumerate(spectra.items()):
-        values = values.reshape(-1).double().numpy()
-        weights = np.full(len(values), 1 / len(values))
-        style = dict(histtype="step", lw=1.6, color=_color(name, i), weights=weights)
-        label = LABELS.get(name, name)
-        if neg_ax is not None:
-            neg_ax.hist(values[values < 0], bins=neg_edges, **{**style, "weights": weights[values < 0]}, label=label)
-        pos_ax.hist(values[values > 0], bins=pos_edges, **{**style, "weights": weights[values > 0]}, label=label)
+        for by_label in others.values():
+            if name in by_label:
+                _share_steps(neg_ax, pos_ax, by_label[name], (neg_edges, pos_edges), color=_color(name, i),
+                             lw=REPLICATE_LINE["lw"], alpha=REPLICATE_LINE["alpha"], zorder=0.9)
+        _share_steps(neg_ax, pos_ax, values, (neg_edges, pos_edges), lw=1.6, color=_color(name, i),
+                     label=LABELS.get(name, name))
     pos_ax.set_xscale("log")
     plain_log_axis(pos_ax.xaxis, (pos_edges[0], pos_edges[-1]))
     if neg_ax is not None:
@@ -60,11 +66,21 @@ def eigenvalue_spectra(spectra: dict[str, torch.Tensor], *, bins: int = 24, titl
         pos_ax.set(xlabel="eigenvalue (log scale)", ylabel="share of pooled values")
         pos_ax.text(0.98, 0.95, "no negative eigenvalues\namong the pooled ones", ha="right", va="top",
                     transform=pos_ax.transAxes, color="0.3")
-    legend_above(pos_ax)
+    legend_above(pos_ax, *legend_entries(pos_ax, list(others)))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _share_steps(neg_ax, pos_ax, values: torch.Tensor, edges, **style) -> None:
+    """One model's values as step outlines of their shares, the negative ones left (if that panel exists), positive right."""
+    values = values.reshape(-1).double().numpy()
+    weights = np.full(len(values), 1 / len(values))
+    style = dict(histtype="step", **style)
+    if neg_ax is not None:
+        neg_ax.hist(values[values < 0], bins=edges[0], weights=weights[values < 0], **style)
+    pos_ax.hist(values[values > 0], bins=edges[1], weights=weights[values > 0], **style)
 
 
 def _grid(frame: pd.DataFrame, column: str):

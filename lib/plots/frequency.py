@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .style import COLORS, COLUMN, KIND_MARKERS, LABELS, MSA_SHADE, kind_legend, legend_above, plain_log_axis
+from .style import (COLORS, COLUMN, KIND_MARKERS, LABELS, MSA_SHADE, REPLICATE_LINE, kind_legend, legend_above,
+                    legend_entries, plain_log_axis, replicate_data)
 
 
 def _panels(n: int, *, height: float = 3.0, sharey: bool = False):
@@ -50,7 +53,8 @@ def _shade_msa_and_mark_downsampling(ax, frame: pd.DataFrame) -> None:
             ax.axvline(row["depth"], color="black", ls=":", lw=0.8, zorder=0)
 
 
-def by_depth(frames: dict[str, pd.DataFrame], ylabel: str, *, logy: bool = False, sharey: bool = False) -> plt.Figure:
+def by_depth(frames: dict[str, pd.DataFrame], ylabel: str, *, logy: bool = False, sharey: bool = False,
+             replicates: Mapping[int, Mapping[str, pd.DataFrame]] | None = None) -> plt.Figure:
     """One panel per model: a per-unit statistic against normalised depth (Figs 8, 9).
 
     MSA units are shaded, downsampling units marked by dotted lines, markers tell unit kinds
@@ -61,11 +65,17 @@ def by_depth(frames: dict[str, pd.DataFrame], ylabel: str, *, logy: bool = False
             ``lo``, ``hi`` (e.g. ``high_frequency_by_depth`` or ``variance_by_depth``).
         ylabel: The statistic's name.
         logy: Logarithmic y axis (variances span decades).
+        replicates: seed → role → frame of the other training seeds, each drawn as a thin line
+            behind seed 0's and named in the legend (a seed may lack roles).
     """
+    others = replicate_data(replicates, frames)
     fig, axes = _panels(len(frames), sharey=sharey)
     for ax, (role, frame) in zip(axes, frames.items()):
         _shade_msa_and_mark_downsampling(ax, frame)
         color = COLORS.get(role, "black")
+        for by_role in others.values():
+            if role in by_role:
+                ax.plot(by_role[role]["depth"], by_role[role]["value"], color=color, **REPLICATE_LINE)
         ax.plot(frame["depth"], frame["value"], color=color, lw=1, zorder=2)
         for kind, group in frame.groupby("kind", sort=False):
             ax.errorbar(group["depth"], group["value"],
@@ -79,7 +89,7 @@ def by_depth(frames: dict[str, pd.DataFrame], ylabel: str, *, logy: bool = False
     axes[0].set_ylabel(ylabel)
     fig.tight_layout()
     kinds = list(dict.fromkeys(k for frame in frames.values() for k in frame["kind"]))
-    kind_legend(fig, kinds)
+    kind_legend(fig, kinds, list(others))
     return fig
 
 
@@ -97,7 +107,17 @@ def _noise_lines(ax, frames: dict[str, pd.DataFrame], eps: float) -> None:
     ax.set_title(f"ε = {eps:g} (≈ {pixels:.1f}/255)", loc="right")
 
 
-def noise_at(frames: dict[str, pd.DataFrame], eps: float) -> plt.Figure:
+def _replicate_noise_lines(ax, frames: Mapping[str, pd.DataFrame], eps: float) -> None:
+    """Another training seed's accuracy change at one amplitude: a thin line per model, in its colour."""
+    for role, frame in frames.items():
+        part = frame[frame["eps"] == eps]
+        if part.empty:
+            raise ValueError(f"{role}: no band-noise results at eps={eps}; it has {sorted(frame['eps'].unique())}")
+        ax.plot(part["frequency"], part["delta"], color=COLORS.get(role, "black"), **REPLICATE_LINE)
+
+
+def noise_at(frames: dict[str, pd.DataFrame], eps: float, *,
+             replicates: Mapping[int, Mapping[str, pd.DataFrame]] | None = None) -> plt.Figure:
     """The accuracy change under band-limited noise of one amplitude, against the band's frequency (Fig 2b).
 
     One large panel, one line per model with its 95 % interval; the legend sits above the panel.
@@ -105,11 +125,16 @@ def noise_at(frames: dict[str, pd.DataFrame], eps: float) -> plt.Figure:
     Args:
         frames: role → frame of ``lib.analysis.robustness.noise_robustness``/``summarize``.
         eps: The amplitude to draw (the chapter's verdict amplitude).
+        replicates: seed → role → such a frame of the other training seeds, each drawn as a thin
+            line (no interval) behind seed 0's and named in the legend (a seed may lack roles).
     """
+    others = replicate_data(replicates, frames)
     fig, ax = plt.subplots(figsize=(COLUMN, 3.4))
+    for by_role in others.values():
+        _replicate_noise_lines(ax, by_role, eps)
     _noise_lines(ax, frames, eps)
     ax.set(xlabel="noise frequency (π)", ylabel="Δ accuracy (points)")
-    legend_above(ax)
+    legend_above(ax, *legend_entries(ax, list(others)))
     fig.tight_layout()
     return fig
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
-from .style import COLORS, COLUMN, KIND_MARKERS, LABELS, MSA_SHADE, kind_legend, legend_above, plain_log_axis
+from .style import (COLORS, COLUMN, KIND_MARKERS, LABELS, MSA_SHADE, REPLICATE_LINE, kind_legend, legend_above,
+                    plain_log_axis, replicate_data, seeds_caption)
 
 __all__ = ["cka_heatmaps", "lesion_by_depth", "variance_by_stage"]
 
@@ -38,7 +41,8 @@ def _mark_stages(ax, frame: pd.DataFrame) -> None:
         previous_end = last
 
 
-def lesion_by_depth(frames: dict[str, pd.DataFrame], *, sharey: bool = False) -> plt.Figure:
+def lesion_by_depth(frames: dict[str, pd.DataFrame], *, sharey: bool = False,
+                    replicates: Mapping[int, Mapping[str, pd.DataFrame]] | None = None) -> plt.Figure:
     """One panel per model: the accuracy change from removing each unit, against normalised depth (Fig 10, left).
 
     MSA units are shaded grey and drawn as open markers, every other stage has a light band,
@@ -49,7 +53,10 @@ def lesion_by_depth(frames: dict[str, pd.DataFrame], *, sharey: bool = False) ->
         frames: role → ``lib.analysis.lesion.lesion`` frame (``depth``, ``index``, ``stage``,
             ``kind``, ``delta_accuracy`` and its ``_low``/``_high`` bounds).
         sharey: Share the accuracy axis between panels.
+        replicates: seed → role → lesion frame of the other training seeds, each drawn as a thin
+            line behind seed 0's and named in the legend (a seed may lack roles).
     """
+    others = replicate_data(replicates, frames)
     fig, axes = plt.subplots(1, len(frames), figsize=(COLUMN, 3.2), sharey=sharey, squeeze=False)
     for ax, (role, frame) in zip(axes[0], frames.items()):
         step = _step(frame)
@@ -57,6 +64,9 @@ def lesion_by_depth(frames: dict[str, pd.DataFrame], *, sharey: bool = False) ->
         for _, row in frame[frame["kind"] == "msa"].iterrows():
             ax.axvspan(row["depth"] - step / 2, row["depth"] + step / 2, color=MSA_SHADE, lw=0, zorder=0.5)
         color = COLORS.get(role, "black")
+        for by_role in others.values():
+            if role in by_role:
+                ax.plot(by_role[role]["depth"], 100 * by_role[role]["delta_accuracy"], color=color, **REPLICATE_LINE)
         value = 100 * frame["delta_accuracy"]
         ax.plot(frame["depth"], value, color=color, lw=0.8, zorder=2)
         for kind, group in frame.groupby("kind", sort=False):
@@ -69,7 +79,7 @@ def lesion_by_depth(frames: dict[str, pd.DataFrame], *, sharey: bool = False) ->
         ax.set(xlabel="normalised depth", xlim=(-0.03, 1.03))
     axes[0, 0].set_ylabel("Δ accuracy when removed (points)")
     fig.tight_layout()
-    kind_legend(fig, list(dict.fromkeys(k for frame in frames.values() for k in frame["kind"])))
+    kind_legend(fig, list(dict.fromkeys(k for frame in frames.values() for k in frame["kind"])), list(others))
     return fig
 
 
@@ -113,7 +123,8 @@ def cka_heatmaps(matrices: dict[str, torch.Tensor], units: dict[str, pd.DataFram
     return fig
 
 
-def variance_by_stage(frames: dict[str, pd.DataFrame]) -> plt.Figure:
+def variance_by_stage(frames: dict[str, pd.DataFrame], *,
+                      replicates: Mapping[int, Mapping[str, pd.DataFrame]] | None = None) -> plt.Figure:
     """One panel per model: each stage's feature-map variance against the unit's place in its stage (Fig 9, by stage).
 
     Place 0 is the block that opens the stage (it downsamples or widens the maps); a dotted step
@@ -123,7 +134,10 @@ def variance_by_stage(frames: dict[str, pd.DataFrame]) -> plt.Figure:
     Args:
         frames: role → ``lib.analysis.variance.variance_by_depth`` frame (``stage``, ``kind``,
             ``value``, ``lo``, ``hi``); the stem (stage 0) is left out.
+        replicates: seed → role → such a frame of the other training seeds, each stage drawn as a
+            thin line behind seed 0's and named in a caption line (a seed may lack roles).
     """
+    others = replicate_data(replicates, frames)
     fig, axes = plt.subplots(1, len(frames), figsize=(COLUMN, 3.0), sharey=True, squeeze=False)
     for ax, (role, frame) in zip(axes[0], frames.items()):
         frame = frame[frame["stage"] > 0]
@@ -132,6 +146,9 @@ def variance_by_stage(frames: dict[str, pd.DataFrame]) -> plt.Figure:
         previous = None
         for color, stage in zip(palette, stages):
             part = frame[frame["stage"] == stage]
+            for by_role in others.values():
+                if role in by_role:
+                    _replicate_stage_line(ax, by_role[role], stage, color)
             place = np.arange(len(part))
             ax.plot(place, part["value"], color=color, lw=1.4, label=f"S{stage}", zorder=2)
             for kind, mask in part.groupby("kind", sort=False).groups.items():
@@ -151,4 +168,11 @@ def variance_by_stage(frames: dict[str, pd.DataFrame]) -> plt.Figure:
         legend_above(ax, handlelength=1.2, columnspacing=0.8)
     axes[0, 0].set_ylabel("feature-map variance")
     fig.tight_layout()
+    seeds_caption(fig, list(others))
     return fig
+
+
+def _replicate_stage_line(ax, frame: pd.DataFrame, stage: int, color) -> None:
+    """Another training seed's variance through one stage, against the unit's place in it: a thin line."""
+    part = frame[frame["stage"] == stage]
+    ax.plot(np.arange(len(part)), part["value"], color=color, **REPLICATE_LINE)

@@ -106,13 +106,79 @@ def plain_log_axis(axis, span: tuple[float, float] | None = None) -> None:
     axis.set_minor_formatter(ticker.NullFormatter())
 
 
-def kind_legend(fig: plt.Figure, kinds) -> None:
-    """One legend above the figure for the unit kinds (marker shapes), in neutral grey: colours are the models'."""
+def kind_legend(fig: plt.Figure, kinds, seeds=()) -> None:
+    """One legend above the figure for the unit kinds (marker shapes), in neutral grey: colours are the models'.
+
+    ``seeds``: the replicate training seeds drawn thin (:func:`replicate_data`), named by one more entry.
+    """
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], ls="none", marker=KIND_MARKERS.get(k, "o"), color="dimgrey", ms=5,
                       mfc="white" if k == "msa" else "dimgrey") for k in kinds]
-    legend_above(fig, handles, [KIND_LABELS.get(k, k) for k in kinds])
+    labels = [KIND_LABELS.get(k, k) for k in kinds]
+    if seeds:
+        handles.append(seeds_handle())
+        labels.append(seeds_note(seeds))
+    legend_above(fig, handles, labels)
+
+
+# Another training seed of the same run (lib.chapters.drawn_seeds) is drawn thin and light, behind seed 0
+REPLICATE_LINE = dict(lw=0.7, alpha=0.5, zorder=1.5)
+
+
+def replicate_data(replicates, main) -> dict:
+    """The replicate seeds with something to draw, in order (``{}`` for None), each naming only labels ``main`` draws.
+
+    A seed may lack some labels (a run measured on seed 0 only); a label ``main`` does not draw is an error.
+    """
+    out = {}
+    for seed, by_label in sorted((replicates or {}).items()):
+        unknown = sorted(set(by_label) - set(main))
+        if unknown:
+            raise ValueError(f"replicate seed {seed} has {unknown}, which the figure does not draw; it draws {list(main)}")
+        if by_label:
+            out[seed] = by_label
+    return out
+
+
+def seeds_note(seeds, what: str = "thin lines") -> str:
+    """The words naming the replicate seeds a figure draws thin: ``"thin lines: seeds 1, 2"``."""
+    seeds = sorted(seeds)
+    return f"{what}: seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in seeds)}"
+
+
+def seeds_handle():
+    """A legend handle for the replicate seeds' thin lines: grey, since each takes its model's colour."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color="dimgrey", lw=REPLICATE_LINE["lw"], alpha=REPLICATE_LINE["alpha"])
+
+
+def legend_entries(ax, seeds=()) -> tuple[list, list]:
+    """``ax``'s legend handles and labels, then the note naming the replicate seeds drawn thin, if any."""
+    handles, labels = ax.get_legend_handles_labels()
+    if seeds:
+        handles.append(seeds_handle())
+        labels.append(seeds_note(seeds))
+    return handles, labels
+
+
+def seeds_caption(fig: plt.Figure, seeds) -> None:
+    """A caption line under the figure naming the replicate seeds drawn thin (for a figure whose legends are full)."""
+    if seeds:
+        fig.text(0.5, 0.0, seeds_note(seeds), ha="center", va="top", color="dimgrey")
+
+
+def show_figure(fig: plt.Figure) -> None:
+    """Show ``fig`` in the cell's output as a PNG (a figure the prose does not number), then close it."""
+    import io
+
+    from IPython.display import Image, display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    display(Image(buffer.getvalue()))
 
 
 def glue_figure(name: str, fig: plt.Figure) -> None:

@@ -30,8 +30,9 @@ def travel(frame: pd.DataFrame, *, per_row: int = 4) -> plt.Figure:
     fig, axes = plt.subplots(rows, per_row, figsize=(COLUMN, 1.9 * rows + 0.2), squeeze=False, sharex=True)
     for ax, key in zip(axes.flat, ids):
         part = frame[frame["id"] == key]
-        for _, row in part.iterrows():
-            ax.plot(range(len(_SNAPSHOTS)), [row[at] for at in _SNAPSHOTS], marker="o", ms=3, lw=1, color="0.25", alpha=0.8)
+        for _, row in part.iterrows():  # the snapshots recorded, joined (a seed not measured at warm-up skips it)
+            known = [(i, row[at]) for i, at in enumerate(_SNAPSHOTS) if not math.isnan(row[at])]
+            ax.plot(*zip(*known), marker="o", ms=3, lw=1, color="0.25", alpha=0.8)
         ax.axhline(part["threshold"].iloc[0], color="tab:red", ls="--", lw=0.9)
         directions = sorted({d for d in part["direction"] if d})
         ax.set_title(key.replace("_", " ") + (f"\n({', '.join(directions)})" if directions else ""), fontsize=9)
