@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import sys
 import tempfile
@@ -227,8 +226,8 @@ def compare(ref: str, profile: str = "cpu", root: Path = REPO) -> str:
     """The ledger beside the one committed at git ref ``ref`` (Markdown): every part and check, before and after, and how
     it moved, so a moved result is seen before it is committed."""
     sha = paths.verify_ref(ref, root)
-    with _committed_results(sha, profile, root):
-        before_checks, before_parts = _snapshot(profile)
+    with _committed_results(sha, profile, root) as committed:
+        before_checks, before_parts = _snapshot(profile, committed)
     after_checks, after_parts = _snapshot(profile)
     parts, part_moves = _table(before_parts, after_parts, _part_cells)
     lines = [f"## The ledger at `{profile}`: `{ref}` ({sha[:10]}) → the working tree", "",
@@ -252,35 +251,25 @@ def moves_tally(moves: list[str], what: str) -> str:
 
 @contextmanager
 def _committed_results(sha: str, profile: str, root: Path):
-    """Point ``BOOK_RESULTS_DIR`` at a temporary copy of ``profile``'s verdict files as committed at ``sha``, so
-    :mod:`lib.verdict` reads them with its own parser."""
+    """A temporary folder holding ``profile``'s verdict files as committed at ``sha``, for :mod:`lib.verdict` to read."""
     folder = against.committed_folder(profile, root)
     files = {name: blob for name, blob in against.git_files(sha, folder, root).items() if "/" not in name and name.endswith(".json")}
-    saved = os.environ.get("BOOK_RESULTS_DIR")
     with tempfile.TemporaryDirectory(prefix="ledger-at-ref-") as tmp:
-        (Path(tmp) / profile).mkdir()
         for name, blob in files.items():
-            (Path(tmp) / profile / name).write_bytes(against.git_blob(blob, root))
-        os.environ["BOOK_RESULTS_DIR"] = tmp
-        try:
-            yield
-        finally:
-            if saved is None:
-                os.environ.pop("BOOK_RESULTS_DIR", None)
-            else:
-                os.environ["BOOK_RESULTS_DIR"] = saved
+            (Path(tmp) / name).write_bytes(against.git_blob(blob, root))
+        yield Path(tmp)
 
 
-def _snapshot(profile: str) -> tuple[dict, dict]:
-    """The checks by ``(chapter, id)`` and the parts by ``(chapter, text)`` that :mod:`lib.verdict` reads for ``profile`` now,
-    each with its numbers (value, interval) and outcome."""
+def _snapshot(profile: str, folder: Path | None = None) -> tuple[dict, dict]:
+    """The checks by ``(chapter, id)`` and the parts by ``(chapter, text)`` that :mod:`lib.verdict` reads for ``profile``
+    (from ``folder`` if given), each with its numbers (value, interval) and outcome."""
     checks = {}
-    for _, r in verdict.load(profile).iterrows():
+    for _, r in verdict.load(profile, folder).iterrows():
         interval = tuple(float(v) for v in r["interval"]) if isinstance(r["interval"], (list, tuple)) else None
         checks[(r["chapter"], r["id"])] = {"id": r["id"], "claim": r["claim"], "outcome": _outcome(r),
                                            "numbers": [(float(r["value"]), interval)]}
     parts = {}
-    for p in verdict.load_parts(profile):
+    for p in verdict.load_parts(profile, folder):
         numbers = [checks[(p["chapter"], key)]["numbers"][0] for key in p["decide"] if (p["chapter"], key) in checks]
         parts[(p["chapter"], p["text"])] = {"chapter": p["chapter"], "text": p["text"], "figure": p["figure"],
                                             "outcome": p["outcome"], "numbers": numbers, "decide": list(p["decide"])}

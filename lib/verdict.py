@@ -284,9 +284,10 @@ def table(checks: Mapping[str, Check] | Iterable[Check], *, digits: int = 3) -> 
     return pd.DataFrame(rows)
 
 
-def load(profile: str = "cpu") -> pd.DataFrame:
-    """Every recorded check of ``profile``, one row each (for the ledger)."""
-    folder = results_path("x", profile).parent
+def load(profile: str = "cpu", folder: Path | None = None) -> pd.DataFrame:
+    """Every recorded check of ``profile``, one row each (for the ledger); ``folder``: read the verdict files there
+    instead (e.g. those committed at a git ref, :func:`lib.ledger.compare`)."""
+    folder = results_path("x", profile).parent if folder is None else Path(folder)
     rows = []
     for path in sorted(folder.glob("*.json")):
         doc = storage.load_json(path, rebuild_hint=f"Re-execute chapter {path.stem} to rewrite it.")
@@ -295,9 +296,10 @@ def load(profile: str = "cpu") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load_parts(profile: str = "cpu") -> list[dict]:
-    """Every recorded part of a paper's claim under ``profile``, with its chapter, in the chapters' order."""
-    folder = results_path("x", profile).parent
+def load_parts(profile: str = "cpu", folder: Path | None = None) -> list[dict]:
+    """Every recorded part of a paper's claim under ``profile``, with its chapter, in the chapters' order (``folder``:
+    as in :func:`load`)."""
+    folder = results_path("x", profile).parent if folder is None else Path(folder)
     out = []
     for path in sorted(folder.glob("*.json")):
         doc = storage.load_json(path, rebuild_hint=f"Re-execute chapter {path.stem} to rewrite it.")
